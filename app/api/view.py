@@ -1,0 +1,104 @@
+"""The /graphql endpoint: Strawberry's ASGI view with our context, authentication and media types."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+
+from app.services.auth import InvalidToken, authenticate
+from app.services.principal import Principal
+from app.settings import Settings
+
+from .context import Context
+
+log = logging.getLogger("promptstudio.graphql")
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+def _bearer(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _client_ip(request: Request | WebSocket) -> str | None:
+    client = request.client
+    return client.host if client else None
+
+
+class GraphQLView(GraphQL):
+    def __init__(self, schema, settings: Settings):
+        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None,
+                         allow_queries_via_get=True, keep_alive=True, keep_alive_interval=15)
+        self.settings = settings
+
+    async def _principal(self, runtime, authorization: Any, ip: str | None, ua: str | None) -> tuple[Principal, str | None]:
+        token = _bearer(authorization)
+        if authorization and token is None:
+            return Principal.anonymous(ip, ua), "The Authorization header must be `Bearer <token>`."
+        if token is None:
+            return Principal.anonymous(ip, ua), None
+        try:
+            principal = await authenticate(runtime.sessionmaker, token, ip_address=ip, user_agent=ua,
+                                           last_used_resolution=self.settings.last_used_resolution_seconds)
+            return principal, None
+        except InvalidToken as exc:
+            return Principal.anonymous(ip, ua), str(exc)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        runtime = request.app.state.runtime
+        ip = _client_ip(request)
+        ua = request.headers.get("user-agent")
+        principal, auth_error = await self._principal(runtime, request.headers.get("authorization"), ip, ua)
+        return Context(settings=self.settings, sessionmaker=runtime.sessionmaker, principal=principal,
+                       request=request, response=response, auth_error=auth_error, services=runtime)
+
+    async def on_ws_connect(self, context: Context):
+        params = context.connection_params or {}
+        authorization = None
+        if isinstance(params, dict):
+            authorization = params.get("Authorization") or params.get("authorization")
+        if authorization:
+            runtime = context.services
+            principal, error = await self._principal(runtime, authorization, context.principal.ip_address,
+                                                     context.principal.user_agent)
+            if error:
+                log.info("websocket connection refused: %s", error)
+                raise ConnectionRejectionError({"message": error})
+            context.principal = principal
+            context.auth_error = None
+        elif context.auth_error:
+            raise ConnectionRejectionError({"message": context.auth_error})
+        return None
+
+    def create_response(self, response_data, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        request = getattr(sub_response, "_ps_request", None)
+        if request is not None and _wants_graphql_response_json(request):
+            response.headers["content-type"] = GRAPHQL_RESPONSE_JSON + "; charset=utf-8"
+        return response
+
+    async def get_sub_response(self, request: Request) -> Response:
+        sub = await super().get_sub_response(request)
+        sub._ps_request = request  # type: ignore[attr-defined]
+        return sub
+
+
+def _wants_graphql_response_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media == GRAPHQL_RESPONSE_JSON:
+            return True
+        if media in ("application/json",):
+            return False
+    return False

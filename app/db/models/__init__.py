@@ -1,0 +1,14 @@
+"""All models; importing this package registers every table on ``Base.metadata``."""
+from .audit import AuditEvent
+from .base import Base
+from .executions import Execution, ExecutionEvent, ExecutionLog, Feedback
+from .identity import ApiKey, User, UserSession
+from .projects import Project, ProjectMember, ProviderCredential
+from .prompts import Deployment, Prompt, PromptVersion, Validation
+from .usage import LlmUsage, ModelConfig
+
+__all__ = [
+    "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback",
+    "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "User",
+    "UserSession", "Validation",
+]

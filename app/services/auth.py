@@ -1,0 +1,81 @@
+"""Bearer tokens: session tokens (``pss_…``) and API keys (``psk_…``), both stored only as SHA-256.
+
+Tokens are 256-bit random values, so a fast hash is the right tool for lookups (argon2 is for
+low-entropy passwords). lastUsedAt is written at most once per
+``PROMPTSTUDIO_LAST_USED_RESOLUTION_SECONDS`` per token, not on every request.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import ApiKey, User, UserSession
+
+from .principal import Principal
+
+log = logging.getLogger("promptstudio.auth")
+
+SESSION_PREFIX = "pss_"
+API_KEY_PREFIX = "psk_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_session_token() -> str:
+    return SESSION_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_api_key() -> tuple[str, str]:
+    """(secret, prefix): the prefix is the recognisable start of the secret shown in listings."""
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return secret, secret[: len(API_KEY_PREFIX) + 8]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class InvalidToken(Exception):
+    """The bearer token is unknown, revoked or expired (the message says which, without leaking)."""
+
+
+async def authenticate(sessionmaker: async_sessionmaker[AsyncSession], token: str, *, ip_address: str | None,
+                       user_agent: str | None, last_used_resolution: int = 60) -> Principal:
+    if not token or len(token) > 512:
+        raise InvalidToken("The bearer token is not valid.")
+    digest = hash_token(token)
+    t = now()
+    async with sessionmaker() as session:
+        if token.startswith(API_KEY_PREFIX):
+            key = (await session.execute(select(ApiKey).where(ApiKey.secret_hash == digest))).scalar_one_or_none()
+            if key is None or key.revoked_at is not None:
+                raise InvalidToken("The API key is not valid or has been revoked.")
+            if key.expires_at is not None and key.expires_at <= t:
+                raise InvalidToken("The API key has expired.")
+            if key.last_used_at is None or (t - key.last_used_at) >= timedelta(seconds=last_used_resolution):
+                await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=t))
+                await session.commit()
+            return Principal(kind="api_key", api_key_id=key.id, api_key_project_id=key.project_id,
+                             scopes=frozenset(key.scopes), ip_address=ip_address, user_agent=user_agent)
+        row = (await session.execute(
+            select(UserSession, User).join(User, User.id == UserSession.user_id)
+            .where(UserSession.token_hash == digest))).one_or_none()
+        if row is None:
+            raise InvalidToken("The session token is not valid; log in again.")
+        sess, user = row
+        if sess.revoked_at is not None or sess.expires_at <= t:
+            raise InvalidToken("The session has expired or was logged out; log in again.")
+        if not user.is_active:
+            raise InvalidToken("This account is deactivated.")
+        if sess.last_used_at is None or (t - sess.last_used_at) >= timedelta(seconds=last_used_resolution):
+            await session.execute(update(UserSession).where(UserSession.id == sess.id).values(last_used_at=t))
+            await session.commit()
+        return Principal(kind="user", user_id=user.id, is_superuser=user.is_superuser, session_id=sess.id,
+                         ip_address=ip_address, user_agent=user_agent)

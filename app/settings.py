@@ -1,0 +1,194 @@
+"""Every setting of Prompt Studio, read from the environment in one place.
+
+Each setting is an environment variable; the README lists them all (``promptstudio serve --help``
+points there). Values are parsed and checked here, so a bad value fails at start-up with a
+message that names the variable, not deep inside a request.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} is above the maximum {maximum}")
+    return value
+
+
+def _float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    low = raw.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- database
+    #: PostgreSQL URL (postgresql://user:pass@host:port/db). Unset: the embedded server is used.
+    database_url: str | None = None
+    #: Where the embedded PostgreSQL keeps its data, and where the secret key file lives.
+    data_dir: Path = Path(".promptstudio")
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    #: Log every SQL statement (noisy).
+    db_echo: bool = False
+
+    # --- HTTP server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # --- security
+    #: Fernet key (urlsafe base64, 32 bytes) for encrypting provider credentials. Unset: a key
+    #: file ``secret.key`` is created in the data directory on first use.
+    secret_key: str | None = None
+    #: Lifetime of a session token from logIn/signUp.
+    session_ttl_hours: int = 24 * 14
+    #: Anyone may sign up (the first user becomes superuser). Off: only superusers create users.
+    allow_signup: bool = True
+    #: Minimum password length at sign-up.
+    password_min_length: int = 8
+    #: How often (seconds) lastUsedAt of a session or API key is written at most.
+    last_used_resolution_seconds: int = 60
+
+    # --- GraphQL limits
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 5000
+    max_body_bytes: int = 1_000_000
+    introspection: bool = True
+    graphiql: bool = True
+
+    # --- executions
+    #: Concurrent worker tasks inside ``promptstudio serve`` (0 = no in-process workers).
+    workers: int = 4
+    #: Seconds a claimed execution's lease lasts; the heartbeat renews it.
+    lease_seconds: int = 30
+    heartbeat_seconds: float = 10.0
+    #: Fallback poll interval of idle workers (NOTIFY wakes them at once).
+    poll_seconds: float = 5.0
+    #: Attempts (worker runs) per execution before it fails for good.
+    max_attempts: int = 3
+    #: Provider calls within one attempt for retryable errors (429, 5xx, timeouts).
+    provider_retries: int = 3
+    #: Longest back-off between provider retries (seconds).
+    provider_backoff_max_seconds: float = 30.0
+    provider_timeout_seconds: float = 120.0
+    #: PENDING + RUNNING executions per project; more is LIMIT_EXCEEDED.
+    max_queued_per_project: int = 1000
+    #: Events buffered per subscriber before it is told it fell behind and closed.
+    subscriber_buffer: int = 1000
+    #: Seconds between retention sweeps (finished executions past the project's retention).
+    retention_interval_seconds: int = 3600
+    #: Provider used when a prompt names none.
+    default_provider: str = "echo"
+    default_model: str = "echo-1"
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        s = cls(
+            database_url=_env("DATABASE_URL"),
+            data_dir=Path(_env("PROMPTSTUDIO_DATA_DIR", ".promptstudio")),
+            db_pool_size=_int("PROMPTSTUDIO_DB_POOL_SIZE", 10, minimum=1),
+            db_max_overflow=_int("PROMPTSTUDIO_DB_MAX_OVERFLOW", 10, minimum=0),
+            db_echo=_bool("PROMPTSTUDIO_DB_ECHO", False),
+            host=_env("PROMPTSTUDIO_HOST", "127.0.0.1"),
+            port=_int("PROMPTSTUDIO_PORT", 8000, minimum=0, maximum=65535),
+            log_level=_env("PROMPTSTUDIO_LOG_LEVEL", "info").lower(),
+            secret_key=_env("PROMPTSTUDIO_SECRET_KEY"),
+            session_ttl_hours=_int("PROMPTSTUDIO_SESSION_TTL_HOURS", 24 * 14, minimum=1),
+            allow_signup=_bool("PROMPTSTUDIO_ALLOW_SIGNUP", True),
+            password_min_length=_int("PROMPTSTUDIO_PASSWORD_MIN_LENGTH", 8, minimum=1),
+            last_used_resolution_seconds=_int("PROMPTSTUDIO_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0),
+            max_query_depth=_int("PROMPTSTUDIO_MAX_QUERY_DEPTH", 12, minimum=1),
+            max_aliases=_int("PROMPTSTUDIO_MAX_ALIASES", 30, minimum=0),
+            max_tokens=_int("PROMPTSTUDIO_MAX_TOKENS", 5000, minimum=10),
+            max_body_bytes=_int("PROMPTSTUDIO_MAX_BODY_BYTES", 1_000_000, minimum=1024),
+            introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
+            graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
+            workers=_int("PROMPTSTUDIO_WORKERS", 4, minimum=0, maximum=256),
+            lease_seconds=_int("PROMPTSTUDIO_LEASE_SECONDS", 30, minimum=2),
+            heartbeat_seconds=_float("PROMPTSTUDIO_HEARTBEAT_SECONDS", 10.0, minimum=0.1),
+            poll_seconds=_float("PROMPTSTUDIO_POLL_SECONDS", 5.0, minimum=0.1),
+            max_attempts=_int("PROMPTSTUDIO_MAX_ATTEMPTS", 3, minimum=1),
+            provider_retries=_int("PROMPTSTUDIO_PROVIDER_RETRIES", 3, minimum=0),
+            provider_backoff_max_seconds=_float("PROMPTSTUDIO_PROVIDER_BACKOFF_MAX_SECONDS", 30.0, minimum=0),
+            provider_timeout_seconds=_float("PROMPTSTUDIO_PROVIDER_TIMEOUT_SECONDS", 120.0, minimum=0.1),
+            max_queued_per_project=_int("PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT", 1000, minimum=1),
+            subscriber_buffer=_int("PROMPTSTUDIO_SUBSCRIBER_BUFFER", 1000, minimum=1),
+            retention_interval_seconds=_int("PROMPTSTUDIO_RETENTION_INTERVAL_SECONDS", 3600, minimum=1),
+            default_provider=_env("PROMPTSTUDIO_DEFAULT_PROVIDER", "echo"),
+            default_model=_env("PROMPTSTUDIO_DEFAULT_MODEL", "echo-1"),
+            openai_api_key=_env("OPENAI_API_KEY"),
+            openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            anthropic_api_key=_env("ANTHROPIC_API_KEY"),
+            anthropic_base_url=_env("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+        )
+        if s.heartbeat_seconds >= s.lease_seconds:
+            raise SettingsError(
+                f"PROMPTSTUDIO_HEARTBEAT_SECONDS ({s.heartbeat_seconds}) must be below "
+                f"PROMPTSTUDIO_LEASE_SECONDS ({s.lease_seconds})"
+            )
+        if overrides:
+            s = s.replace(**overrides)
+        return s
+
+    def replace(self, **changes) -> "Settings":
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
