@@ -30,10 +30,22 @@ async def stop_runtime(runtime: Runtime) -> None:
     await runtime.engine.dispose()
 
 
+async def _start_bus(runtime: Runtime, *, http: bool = True) -> None:
+    from app.events.bus import EventBus
+
+    runtime.bus = EventBus(runtime.database_url, buffer=runtime.settings.subscriber_buffer)
+    await runtime.bus.start()
+
+
+async def _stop_bus(runtime: Runtime) -> None:
+    if runtime.bus is not None:
+        await runtime.bus.stop()
+
+
 def _start_hooks() -> list:
-    """Components that run beside HTTP register start/stop coroutines here (event bus, workers)."""
-    return []
+    """Components that run beside HTTP, started in this order (and stopped in reverse)."""
+    return [_start_bus]
 
 
 def _stop_hooks() -> list:
-    return []
+    return [_stop_bus]
