@@ -42,14 +42,15 @@ def build_schema(settings: "Settings | None" = None) -> strawberry.Schema:
     from app.settings import Settings
 
     settings = settings or Settings()
+    # Factories, so every request gets fresh extension instances (they keep per-request state).
     extensions: list = [
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
-        MaskInternalErrors(),
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        MaskInternalErrors,
     ]
     if not settings.introspection:
-        extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     from .domains import extra_types
 
     return strawberry.Schema(
