@@ -1,0 +1,446 @@
+"""The ``promptstudio`` command (also ``python -m app``): serve, worker, migrate, export-schema, create-user.
+
+Settings come from the environment (``app.settings.Settings.from_env``); the README lists every
+variable. With no ``DATABASE_URL`` the commands that need a database start the embedded PostgreSQL
+in the data directory (``app.db.embedded``) for as long as they run.
+
+Exit codes: 0 when the command did its work (a server stopped with Ctrl-C or SIGTERM included),
+1 on an error (one line on stderr for expected problems: bad settings, invalid input, the database
+out of reach; a traceback only for bugs), 2 for a bad command line (argparse).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+logger = logging.getLogger("promptstudio.cli")
+
+APP_FACTORY = "app.main:create_app_from_env"
+APP_DIR = Path(__file__).resolve().parent
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: Seconds uvicorn waits for open connections (subscriptions) at shutdown before closing them.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+class CLIError(Exception):
+    """An expected problem, reported as one line on stderr with exit code 1."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that cleanup (stopping PostgreSQL) runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Let cleanup finish: a second Ctrl-C must not leave PostgreSQL half stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _configure_logging(level: str) -> None:
+    numeric = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic.runtime.plugins", "watchfiles.main"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+def _load_settings(**overrides) -> "Settings":
+    from app.settings import Settings, SettingsError
+
+    settings = Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    if settings.log_level not in LOG_LEVELS:
+        raise SettingsError(
+            f"PROMPTSTUDIO_LOG_LEVEL={settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    return settings
+
+
+def _display_url(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def _database(settings: "Settings") -> Iterator[tuple[str, bool]]:
+    """Yield (postgresql:// URL, embedded?): DATABASE_URL as given, or the embedded server, which
+    is started here and stopped on the way out (Ctrl-C and SIGTERM included)."""
+    if settings.database_url:
+        logger.info("database: %s (DATABASE_URL)", _display_url(settings.database_url))
+        yield settings.database_url, False
+        return
+    from app.db.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_dir)
+    try:
+        url = pg.start()
+        # Processes started from here (uvicorn's reload workers) read the same database from the env.
+        os.environ["DATABASE_URL"] = url
+        logger.info("database: embedded PostgreSQL in %s (%s)", pg.pgdata, url)
+        yield url, True
+    finally:
+        with _signals_ignored():
+            pg.stop()
+
+
+def _migrate(url: str) -> None:
+    from app.db.migrate import upgrade
+
+    upgrade(url)
+
+
+def _current_revision(url: str) -> str:
+    import asyncpg
+
+    from app.db.engine import plain_url
+
+    async def fetch() -> str:
+        conn = await asyncpg.connect(plain_url(url))
+        try:
+            rows = await conn.fetch("SELECT version_num FROM alembic_version")
+        finally:
+            await conn.close()
+        return ", ".join(row["version_num"] for row in rows) or "(none)"
+
+    return asyncio.run(fetch())
+
+
+def _http_url(host: str, port: int, path: str = "") -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}{path}"
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _load_settings(host=args.host, port=args.port)
+    _configure_logging(settings.log_level)
+    import uvicorn
+
+    # The app (and uvicorn's reload workers, which are new processes) read their settings from the
+    # environment: make them see the host and port given on the command line.
+    os.environ["PROMPTSTUDIO_HOST"] = settings.host
+    os.environ["PROMPTSTUDIO_PORT"] = str(settings.port)
+    with _database(settings) as (url, _embedded):
+        _migrate(url)
+        where = _http_url(settings.host, settings.port)
+        print(f"Prompt Studio listening on {where}"
+              + (" (all interfaces)" if settings.host in ("0.0.0.0", "::") else ""), flush=True)
+        graphql = _http_url(settings.host, settings.port, "/graphql")
+        print(f"GraphQL endpoint: {graphql}" + ("  (open it in a browser for GraphiQL)" if settings.graphiql else ""),
+              flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                reload=args.reload,
+                reload_dirs=[str(APP_DIR)] if args.reload else None,
+                log_level=settings.log_level,
+                proxy_headers=True,
+                lifespan="on",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            )
+        except (KeyboardInterrupt, Terminated):
+            # uvicorn shut down gracefully and re-raised the signal that stopped it.
+            pass
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                raise CLIError(
+                    f"the HTTP server could not start on {settings.host}:{settings.port} (see the messages above)"
+                ) from None
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    _configure_logging(settings.log_level)
+    with _database(settings) as (url, _embedded):
+        _migrate(url)
+        settings = settings.replace(database_url=url)
+        try:
+            import app.engine.standalone as standalone
+        except ModuleNotFoundError as exc:
+            if exc.name == "app.engine.standalone":
+                raise CLIError("this version has no standalone worker (app.engine.standalone)") from None
+            raise
+        logger.info("worker started with %s execution tasks", settings.workers)
+        try:
+            asyncio.run(standalone.run(settings))
+        except (KeyboardInterrupt, Terminated):
+            logger.info("worker stopped")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    _configure_logging(settings.log_level)
+    with _database(settings) as (url, _embedded):
+        _migrate(url)
+        revision = _current_revision(url)
+    print(f"database is at revision {revision}")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from app.api.schema import schema
+
+    text = schema.as_str().rstrip("\n") + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        out = Path(args.output)
+        out.write_text(text)
+        print(f"wrote {out} ({len(text.splitlines())} lines)", file=sys.stderr)
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password:
+        return args.password
+    from_env = os.environ.get("PROMPTSTUDIO_PASSWORD")
+    if from_env:
+        return from_env
+    if not sys.stdin.isatty():
+        raise CLIError("no password given: use --password, set PROMPTSTUDIO_PASSWORD, or run in a terminal to be asked")
+    first = getpass.getpass("Password: ")
+    second = getpass.getpass("Password (again): ")
+    if first != second:
+        raise CLIError("the two passwords differ")
+    if not first:
+        raise CLIError("the password is empty")
+    return first
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    _configure_logging("warning" if settings.log_level == "info" else settings.log_level)
+    password = _read_password(args)
+
+    from app.db.engine import create_engine_and_sessionmaker
+    from app.services.identity import create_user
+
+    async def create():
+        engine, sessionmaker = create_engine_and_sessionmaker(url, settings)
+        try:
+            async with sessionmaker() as session:
+                user = await create_user(
+                    session,
+                    email=args.email,
+                    username=args.username,
+                    password=password,
+                    display_name=args.display_name,
+                    is_superuser=args.superuser,
+                    settings=settings,
+                )
+                await session.commit()
+                return user
+        finally:
+            await engine.dispose()
+
+    with _database(settings) as (url, embedded):
+        if embedded:
+            _migrate(url)  # a fresh data directory has no tables yet
+        user = asyncio.run(create())
+    kind = "superuser" if args.superuser else "user"
+    print(f"created {kind} {user.username} (id {user.id})")
+    return 0
+
+
+# ---------------------------------------------------------------------- argument parser
+
+_SETTINGS_NOTE = (
+    "Settings are read from environment variables: DATABASE_URL (unset: an embedded PostgreSQL is "
+    "started in PROMPTSTUDIO_DATA_DIR, default ./.promptstudio), PROMPTSTUDIO_HOST, PROMPTSTUDIO_PORT, "
+    "PROMPTSTUDIO_LOG_LEVEL, PROMPTSTUDIO_WORKERS and more; README.md lists them all."
+)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("promptstudio")
+    except Exception:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptstudio",
+        description=(
+            "Prompt Studio: a GraphQL server for prompt registries, deployments and LLM executions. "
+            "Start it with `promptstudio serve` and open http://127.0.0.1:8000/graphql for GraphiQL."
+        ),
+        epilog=_SETTINGS_NOTE,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the GraphQL server (migrates the database first)",
+        description=(
+            "Run the HTTP server: GraphQL over HTTP and WebSocket at /graphql (GraphiQL in a browser), "
+            "/healthz, /readyz and /metrics. The database is migrated first. With no DATABASE_URL an "
+            "embedded PostgreSQL is started in the data directory and stopped on Ctrl-C or SIGTERM. "
+            "PROMPTSTUDIO_WORKERS execution workers run inside the server process."
+        ),
+        epilog=_SETTINGS_NOTE,
+    )
+    serve.add_argument("--host", help="address to listen on (default: PROMPTSTUDIO_HOST or 127.0.0.1; "
+                                      "0.0.0.0 for all interfaces)")
+    serve.add_argument("--port", type=int, help="TCP port (default: PROMPTSTUDIO_PORT or 8000)")
+    serve.add_argument("--reload", action="store_true",
+                       help="restart the server when a file under app/ changes (development)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run execution workers without HTTP (scale out next to serve)",
+        description=(
+            "Run PROMPTSTUDIO_WORKERS execution workers without an HTTP server. Any number of worker and "
+            "serve processes may share one database; point them all at the same DATABASE_URL (or the same "
+            "PROMPTSTUDIO_DATA_DIR for the embedded PostgreSQL). Stops on Ctrl-C or SIGTERM."
+        ),
+        epilog=_SETTINGS_NOTE,
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the database schema up to date and print its revision",
+        description="Apply every pending migration (alembic upgrade head) and print the revision.",
+        epilog=_SETTINGS_NOTE,
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    export = sub.add_parser(
+        "export-schema",
+        help="write the GraphQL schema (SDL); needs no database",
+        description="Write the server's GraphQL schema in SDL, as clients and the contract check see it.",
+    )
+    export.add_argument("--output", "-o", default="schema.graphql",
+                        help="file to write (default: schema.graphql; '-' for standard output)")
+    export.set_defaults(func=cmd_export_schema)
+
+    create = sub.add_parser(
+        "create-user",
+        help="create a user account (e.g. the first superuser)",
+        description=(
+            "Create a user. The password comes from --password, else the PROMPTSTUDIO_PASSWORD environment "
+            "variable (for scripts; it does not show in the process list), else it is asked twice."
+        ),
+        epilog=_SETTINGS_NOTE,
+    )
+    create.add_argument("--email", required=True, help="the user's e-mail address")
+    create.add_argument("--username", required=True, help="the user's login name")
+    create.add_argument("--password", help="the password (visible to other local users in the process list; "
+                                           "prefer PROMPTSTUDIO_PASSWORD or the prompt)")
+    create.add_argument("--display-name", help="the name shown to others (default: the username)")
+    create.add_argument("--superuser", action="store_true", help="may do everything in every project")
+    create.set_defaults(func=cmd_create_user)
+    return parser
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def _expected_error(exc: BaseException) -> str | None:
+    """The one-line message for an expected problem, or None for a bug (shown with its traceback)."""
+    from app.settings import SettingsError
+
+    if isinstance(exc, (CLIError, SettingsError)):
+        return str(exc)
+    try:
+        from app.services.errors import ServiceError
+    except ImportError:  # pragma: no cover
+        ServiceError = ()  # type: ignore[assignment]
+    if ServiceError and isinstance(exc, ServiceError):
+        parts = []
+        for err in exc.errors:
+            field = ".".join(p for p in (err.field or []) if p != "input")
+            parts.append(f"{field}: {err.message}" if field else err.message)
+        return "; ".join(parts)
+    from app.db.embedded import EmbeddedPostgresError
+
+    if isinstance(exc, EmbeddedPostgresError):
+        return str(exc)
+    try:
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(exc, DBAPIError):
+            return f"database error: {exc.orig}"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import asyncpg
+
+        if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)):
+            return f"database error: {exc}"
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+        return f"cannot reach the database: {exc}"
+    if isinstance(exc, OSError):  # an unwritable output file, ...
+        return str(exc)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
+    except Exception as exc:
+        message = _expected_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

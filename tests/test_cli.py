@@ -1,0 +1,105 @@
+"""The promptstudio command (app/cli.py), run as a real process: `python -m app ...`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_help_lists_the_commands_and_points_to_the_settings():
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("serve", "worker", "migrate", "export-schema", "create-user"):
+        assert command in result.stdout
+    assert "DATABASE_URL" in result.stdout and "README" in result.stdout
+
+
+def test_serve_help_lists_its_options():
+    result = cli("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--host", "--port", "--reload"):
+        assert option in result.stdout
+
+
+def test_export_schema_to_stdout():
+    result = cli("export-schema", "--output", "-")
+    assert result.returncode == 0, result.stderr
+    assert "type Query" in result.stdout
+
+
+def test_a_bad_setting_is_one_line_on_stderr_and_exit_code_1():
+    result = cli("migrate", env={"PROMPTSTUDIO_PORT": "eighty"})
+    assert result.returncode == 1
+    assert result.stderr == "error: PROMPTSTUDIO_PORT='eighty' is not an integer\n"
+
+
+def test_create_user_without_a_password_and_no_terminal_is_refused():
+    env = {k: v for k, v in os.environ.items() if k != "PROMPTSTUDIO_PASSWORD"}
+    result = subprocess.run([sys.executable, "-m", "app", "create-user", "--email", "a@example.com",
+                             "--username", "ada"], cwd=ROOT, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no password given")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_url_is_a_one_line_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens on it
+    result = cli("migrate", env={"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/nothing"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("error: cannot reach the database")
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_runs_the_embedded_database_and_sigterm_stops_both(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PROMPTSTUDIO_DATA_DIR": str(tmp_path), "PROMPTSTUDIO_WORKERS": "0",
+           "PROMPTSTUDIO_LOG_LEVEL": "warning"}
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
+            time.sleep(0.2)
+        request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": "{ __typename }"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.load(response) == {"data": {"__typename": "Query"}}
+        pidfile = tmp_path / "pgdata" / "postmaster.pid"
+        postmaster = int(pidfile.read_text().splitlines()[0])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert f"GraphQL endpoint: {base}/graphql" in output
+    assert not pidfile.exists()
+    assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
