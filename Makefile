@@ -1,0 +1,77 @@
+# Prompt Studio.   make serve: set up and run the server.   make test: set up and run the tests.
+# Needs Python 3.11+ with venv (Debian/Ubuntu: python3-venv); Node.js only for `make audit`.
+
+PYTHON ?= python3
+VENV ?= .venv
+SHARED ?= ../shared
+ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install serve test schema contract audit bench clean distclean
+
+help:
+	@echo "make serve      set up .venv and run the server (embedded PostgreSQL unless DATABASE_URL is set)"
+	@echo "make test       set up .venv, run the tests and the API contract check"
+	@echo "make schema     write schema.graphql from the code"
+	@echo "make contract   check the committed schema.graphql against $(SHARED)/contract"
+	@echo "make audit      GraphQL-over-HTTP audit (graphql-http) of a real server; needs Node.js"
+	@echo "make bench      run the benchmarks"
+	@echo "make clean      remove caches and build output (never the data directory)"
+	@echo "make distclean  clean, and remove .venv and node_modules"
+	@echo "Pass extra arguments with ARGS=..., e.g. make serve ARGS='--port 9000'"
+
+install: $(STAMP)
+
+# (Re)install when pyproject.toml changes; create the virtual environment when it is missing or broken.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "Prompt Studio needs Python 3.11 or newer; '$(PYTHON)' is: $$($(PYTHON) --version 2>&1 || echo 'not found')."; \
+	  echo "Install one, or point make at it: make PYTHON=python3.12 ..."; exit 1; }
+	@if ! $(PY) -c 'import pip' >/dev/null 2>&1; then \
+	  if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	    v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	    echo "$(PYTHON) cannot create a virtual environment: its venv/ensurepip module is missing."; \
+	    echo "On Debian or Ubuntu install it with:  sudo apt-get install python3-venv   (or python$$v-venv)"; \
+	    exit 1; \
+	  fi; \
+	  echo "Creating the virtual environment $(VENV)"; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
+	fi
+	@echo "Installing Prompt Studio and its dependencies into $(VENV)"
+	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[test]'
+	@touch $@
+
+serve: $(STAMP)
+	$(VENV)/bin/promptstudio serve $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+	@if [ -f $(SHARED)/tools/contract_check.py ]; then \
+	  $(MAKE) --no-print-directory contract; \
+	else \
+	  echo "$(SHARED)/tools/contract_check.py not found: API contract check skipped"; \
+	fi
+
+schema: $(STAMP)
+	$(PY) -m app export-schema --output schema.graphql
+
+# Checks the committed schema.graphql (the tests check that it matches the code; `make schema` rewrites it).
+contract: $(STAMP)
+	@[ -f schema.graphql ] || { echo "schema.graphql is missing: run make schema"; exit 1; }
+	$(PY) $(SHARED)/tools/contract_check.py schema.graphql
+
+audit: $(STAMP)
+	$(PY) tools/graphql_http_audit.py
+
+bench: $(STAMP)
+	@if [ -f bench/run.py ]; then $(PY) bench/run.py $(ARGS); else echo "no benchmarks yet (bench/run.py)"; fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) tools/graphql-http-audit/node_modules
