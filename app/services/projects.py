@@ -1,0 +1,400 @@
+"""Projects (the tenant boundary), their settings and their members.
+
+Who may change whom (members):
+
+* Members are managed by project ADMINs and OWNERs (and superusers, who count as OWNERs), and by
+  API keys with the PROJECT_ADMIN scope, which count as ADMINs except that they may neither grant
+  nor change the ADMIN role (a key must not make people who can mint keys).
+* Only OWNERs may grant the OWNER role, or change or remove an OWNER.
+* An ADMIN may add members as ADMIN, EDITOR or VIEWER, and change or remove EDITORs and VIEWERs
+  (promoting them up to ADMIN), but may not change or remove another ADMIN — that takes an OWNER.
+* Anyone may remove themselves (leave the project) and lower their own role; nobody may raise
+  their own role (OWNERs and superusers excepted, since nothing is above them).
+* The last OWNER can neither leave, be removed, nor be demoted (CONFLICT): make someone else an
+  OWNER first.
+
+Membership changes lock the project row (``FOR UPDATE``) so that two concurrent demotions cannot
+both pass the last-owner check.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import Deployment, Project, ProjectMember, Prompt, User
+from app.db.models.enums import ROLE_RANK, ProjectRole
+from app.db.models.projects import DEFAULT_ENVIRONMENT, DEFAULT_ENVIRONMENTS
+
+from .access import Action, require, require_user, role_in
+from .audit import AuditNote, audited
+from .errors import ServiceError, conflict, forbidden, invalid, many, not_found
+from .identity import find_user_by_login
+from .principal import Principal
+
+SLUG_RE = re.compile(r"^[a-z0-9-]{2,64}$")
+ENVIRONMENT_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+MAX_ENVIRONMENTS = 20
+NAME_MAX = 200
+DESCRIPTION_MAX = 10_000
+
+
+class _Keep:
+    """Marker for "leave this field as it is" (distinct from None, which clears nullable fields)."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass
+class SettingsChange:
+    environments: list[str] | None | Any = KEEP
+    default_environment: str | None | Any = KEEP
+    trace_retention_days: int | None | Any = KEEP
+    execution_retention_days: int | None | Any = KEEP
+
+
+async def require_noted(session: AsyncSession, principal: Principal, note: AuditNote, project_id: uuid.UUID | None,
+                        action: Action, *, field: list[str], what: str = "project") -> Project:
+    """``access.require`` that also files the project on the audit note: when the project was found
+    (allowed, or visible but FORBIDDEN), so that its admins see denied attempts in its audit log."""
+    try:
+        project = await require(session, principal, project_id, action, field=field, what=what)
+    except ServiceError as exc:
+        if exc.code == "FORBIDDEN":
+            note.project_id = project_id
+        raise
+    note.project_id = project.id
+    return project
+
+
+def _check_name(name: str | None, errors: list[ServiceError], *, required: bool) -> str | None:
+    if name is None:
+        if required:
+            errors.append(invalid("A project needs a name.", ["input", "name"]))
+        return None
+    name = name.strip()
+    if not name:
+        errors.append(invalid("The name must not be blank.", ["input", "name"]))
+    elif len(name) > NAME_MAX:
+        errors.append(invalid(f"The name is too long ({len(name)} characters; at most {NAME_MAX}).",
+                              ["input", "name"]))
+    return name
+
+
+def _check_description(description: str | None, errors: list[ServiceError]) -> str | None:
+    if description is None:
+        return None
+    description = description.strip() or None
+    if description is not None and len(description) > DESCRIPTION_MAX:
+        errors.append(invalid(f"The description is too long ({len(description)} characters; at most "
+                              f"{DESCRIPTION_MAX}).", ["input", "description"]))
+    return description
+
+
+# ---------------------------------------------------------------------- projects
+
+async def create_project(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                         name: str, slug: str, description: str | None = None) -> Project:
+    """Any signed-in user may create a project; they become its OWNER. API keys may not."""
+
+    async def run(session: AsyncSession, note: AuditNote) -> Project:
+        note.details = {"slug": (slug or "")[:64]}
+        user_id = require_user(principal, "Only signed-in users can create projects; API keys cannot.")
+        errors: list[ServiceError] = []
+        clean_name = _check_name(name, errors, required=True)
+        clean_slug = (slug or "").strip()
+        if not SLUG_RE.match(clean_slug):
+            errors.append(invalid("A slug has 2 to 64 characters: lower-case letters, digits and hyphens.",
+                                  ["input", "slug"]))
+        clean_description = _check_description(description, errors)
+        if errors:
+            raise many(errors)
+        taken = conflict(f"The slug {clean_slug!r} is taken; choose another.", ["input", "slug"])
+        if (await session.execute(select(Project.id).where(Project.slug == clean_slug))).first():
+            raise taken
+        project = Project(slug=clean_slug, name=clean_name, description=clean_description,
+                          environments=list(DEFAULT_ENVIRONMENTS), default_environment=DEFAULT_ENVIRONMENT,
+                          created_by_id=user_id)
+        try:
+            async with session.begin_nested():
+                session.add(project)
+                await session.flush()
+        except IntegrityError:
+            raise taken from None
+        session.add(ProjectMember(project_id=project.id, user_id=user_id, role=ProjectRole.OWNER.value,
+                                  added_by_id=user_id))
+        await session.flush()
+        await session.refresh(project)
+        note.project_id = project.id
+        note.resource_type, note.resource_id = "Project", project.id
+        return project
+
+    return await audited(sessionmaker, principal, "project.create", run)
+
+
+def _check_settings(project: Project, change: SettingsChange, errors: list[ServiceError]) -> dict[str, Any]:
+    """Validate a settings change against the project; returns the column values to write."""
+    path = ["input", "settings"]
+    values: dict[str, Any] = {}
+    envs = list(project.environments)
+    if change.environments is not KEEP:
+        given = change.environments
+        if given is None:
+            errors.append(invalid("environments cannot be null; leave it out to keep the current ones.",
+                                  path + ["environments"]))
+        else:
+            given = [e.strip() for e in given]
+            bad = [e for e in given if not ENVIRONMENT_RE.match(e)]
+            dupes = sorted({e for e in given if given.count(e) > 1})
+            if not given or len(given) > MAX_ENVIRONMENTS:
+                errors.append(invalid(f"A project has 1 to {MAX_ENVIRONMENTS} environments; {len(given)} given.",
+                                      path + ["environments"]))
+            elif bad:
+                errors.append(invalid(
+                    f"Invalid environment name(s): {', '.join(repr(b) for b in bad)}; use 1 to 64 characters: "
+                    "lower-case letters, digits, _ and -.", path + ["environments"]))
+            elif dupes:
+                errors.append(invalid(f"Environment names must be unique; repeated: {', '.join(dupes)}.",
+                                      path + ["environments"]))
+            else:
+                envs = given
+                values["environments"] = given
+    if change.default_environment is not KEEP:
+        default = change.default_environment
+        if default is None:
+            errors.append(invalid("defaultEnvironment cannot be null; leave it out to keep the current one.",
+                                  path + ["defaultEnvironment"]))
+        elif default not in envs:
+            errors.append(invalid(f"defaultEnvironment {default!r} is not one of the environments "
+                                  f"({', '.join(envs)}).", path + ["defaultEnvironment"]))
+        else:
+            values["default_environment"] = default
+    elif "environments" in values and project.default_environment not in envs:
+        errors.append(invalid(
+            f"The default environment {project.default_environment!r} is not among the new environments; "
+            f"set defaultEnvironment to one of: {', '.join(envs)}.", path + ["defaultEnvironment"]))
+    for attr, label in (("trace_retention_days", "traceRetentionDays"),
+                        ("execution_retention_days", "executionRetentionDays")):
+        days = getattr(change, attr)
+        if days is KEEP:
+            continue
+        if days is not None and days < 1:
+            errors.append(invalid(f"{label} must be at least 1 (or null to keep data forever); {days} given.",
+                                  path + [label]))
+        else:
+            values[attr] = days
+    return values
+
+
+async def _environments_in_use(session: AsyncSession, project_id: uuid.UUID, environments: list[str]) -> dict[str, int]:
+    """Active deployments per environment (among ``environments``) of the project's prompts."""
+    if not environments:
+        return {}
+    rows = await session.execute(
+        select(Deployment.environment, func.count(func.distinct(Deployment.prompt_id)))
+        .join(Prompt, Prompt.id == Deployment.prompt_id)
+        .where(Prompt.project_id == project_id, Deployment.retired_at.is_(None),
+               Deployment.environment.in_(environments))
+        .group_by(Deployment.environment))
+    return {env: n for env, n in rows.all()}
+
+
+async def update_project(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                         project_id: uuid.UUID | None, name: str | None | Any = KEEP,
+                         description: str | None | Any = KEEP,
+                         settings: SettingsChange | None = None) -> Project:
+    """Change name, description (None clears it) and settings (ADMIN_PROJECT).
+
+    An environment that still has active deployments cannot be removed (undeploy first).
+    """
+
+    async def run(session: AsyncSession, note: AuditNote) -> Project:
+        await require_noted(session, principal, note, project_id, Action.ADMIN_PROJECT, field=["input", "id"])
+        project = (await session.execute(
+            select(Project).where(Project.id == project_id).with_for_update())).scalar_one()
+        note.resource_type, note.resource_id = "Project", project.id
+        errors: list[ServiceError] = []
+        values: dict[str, Any] = {}
+        if name is not KEEP:
+            if name is None:
+                errors.append(invalid("The name cannot be null; leave it out to keep it.", ["input", "name"]))
+            else:
+                values["name"] = _check_name(name, errors, required=True)
+        if description is not KEEP:
+            values["description"] = _check_description(description, errors)
+        if settings is not None:
+            values.update(_check_settings(project, settings, errors))
+        if errors:
+            raise many(errors)
+        if "environments" in values:
+            removed = [e for e in project.environments if e not in values["environments"]]
+            in_use = await _environments_in_use(session, project.id, removed)
+            if in_use:
+                listed = ", ".join(f"{env!r} ({n} prompt{'s' if n != 1 else ''})" for env, n in sorted(in_use.items()))
+                raise invalid(f"Cannot remove environment(s) with active deployments: {listed}; "
+                              "undeploy those prompts there first.", ["input", "settings", "environments"])
+        changed = {k: v for k, v in values.items() if getattr(project, k) != v}
+        note.details = {"changed": sorted(changed)}
+        if changed:
+            for k, v in changed.items():
+                setattr(project, k, v)
+            project.updated_at = func.now()
+            await session.flush()
+            await session.refresh(project)
+        return project
+
+    return await audited(sessionmaker, principal, "project.update", run)
+
+
+# ---------------------------------------------------------------------- members
+
+def _rank(role: ProjectRole | str | None) -> int:
+    return ROLE_RANK[ProjectRole(role)] if role is not None else 0
+
+
+async def _actor_rank(session: AsyncSession, principal: Principal, project_id: uuid.UUID) -> int:
+    """The acting principal's power over members, as a role rank (superusers rank as OWNER)."""
+    if principal.kind == "user":
+        if principal.is_superuser:
+            return ROLE_RANK[ProjectRole.OWNER]
+        return _rank(await role_in(session, principal, project_id))
+    if principal.kind == "api_key":
+        return ROLE_RANK[ProjectRole.ADMIN]
+    return 0
+
+
+def _check_grant(principal: Principal, actor_rank: int, role: ProjectRole, field: list[str]) -> None:
+    """May the actor give someone ``role``?"""
+    if role == ProjectRole.OWNER and actor_rank < ROLE_RANK[ProjectRole.OWNER]:
+        raise forbidden("Only owners can grant the OWNER role.", field)
+    if principal.kind == "api_key" and ROLE_RANK[role] >= ROLE_RANK[ProjectRole.ADMIN]:
+        raise forbidden("API keys may only grant the EDITOR and VIEWER roles; ask an owner or admin.", field)
+
+
+def _check_may_change(principal: Principal, actor_rank: int, target: ProjectMember, field: list[str]) -> None:
+    """May the actor change or remove ``target`` (someone other than themself)?"""
+    current = ProjectRole(target.role)
+    if current == ProjectRole.OWNER and actor_rank < ROLE_RANK[ProjectRole.OWNER]:
+        raise forbidden("Only owners can change or remove an owner.", field)
+    if current == ProjectRole.ADMIN and (actor_rank < ROLE_RANK[ProjectRole.OWNER] or principal.kind == "api_key"):
+        raise forbidden("Only owners can change or remove an admin.", field)
+
+
+async def _lock_project(session: AsyncSession, project_id: uuid.UUID) -> None:
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+
+
+async def _owner_count(session: AsyncSession, project_id: uuid.UUID) -> int:
+    return int((await session.execute(
+        select(func.count()).select_from(ProjectMember)
+        .where(ProjectMember.project_id == project_id, ProjectMember.role == ProjectRole.OWNER.value))).scalar_one())
+
+
+async def _member(session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID | None) -> ProjectMember | None:
+    if user_id is None:
+        return None
+    return await session.get(ProjectMember, (project_id, user_id))
+
+
+async def _guard_last_owner(session: AsyncSession, target: ProjectMember, new_role: ProjectRole | None,
+                            username: str, field: list[str]) -> None:
+    if target.role == ProjectRole.OWNER.value and new_role != ProjectRole.OWNER:
+        if await _owner_count(session, target.project_id) <= 1:
+            raise conflict(f"{username} is the last owner of this project; make another member OWNER first.", field)
+
+
+async def add_member(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                     project_id: uuid.UUID | None, login: str, role: ProjectRole) -> ProjectMember:
+    """Add an existing user (by email or username) to the project."""
+
+    async def run(session: AsyncSession, note: AuditNote) -> ProjectMember:
+        note.details = {"login": (login or "")[:320], "role": role.value}
+        project = await require_noted(session, principal, note, project_id, Action.ADMIN_PROJECT,
+                                      field=["input", "projectId"])
+        await _lock_project(session, project.id)
+        rank = await _actor_rank(session, principal, project.id)
+        _check_grant(principal, rank, role, ["input", "role"])
+        user = await find_user_by_login(session, login)
+        if user is None or not user.is_active:
+            raise not_found("No user with this email or username.", ["input", "login"])
+        note.resource_type, note.resource_id = "User", user.id
+        existing = await _member(session, project.id, user.id)
+        if existing is not None:
+            raise conflict(f"{user.username} is already a member ({existing.role}); use updateProjectMember "
+                           "to change the role.", ["input", "login"])
+        member = ProjectMember(project_id=project.id, user_id=user.id, role=role.value,
+                               added_by_id=principal.user_id)
+        session.add(member)
+        await session.flush()
+        await session.refresh(member)
+        return member
+
+    return await audited(sessionmaker, principal, "project_member.add", run)
+
+
+async def update_member(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                        project_id: uuid.UUID | None, user_id: uuid.UUID | None, role: ProjectRole) -> ProjectMember:
+    """Change a member's role (see the module docstring for who may change whom)."""
+
+    async def run(session: AsyncSession, note: AuditNote) -> ProjectMember:
+        note.details = {"role": role.value}
+        is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
+        project = await require_noted(session, principal, note, project_id,
+                                      Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
+                                      field=["input", "projectId"])
+        await _lock_project(session, project.id)
+        target = await _member(session, project.id, user_id)
+        if target is None:
+            raise not_found("No member with this user ID in this project.", ["input", "userId"])
+        note.resource_type, note.resource_id = "User", target.user_id
+        note.details["from"] = target.role
+        rank = await _actor_rank(session, principal, project.id)
+        if is_self:
+            if ROLE_RANK[role] > _rank(target.role) and rank < ROLE_RANK[ProjectRole.OWNER]:
+                raise forbidden("You cannot raise your own role.", ["input", "role"])
+        else:
+            _check_may_change(principal, rank, target, ["input", "userId"])
+            _check_grant(principal, rank, role, ["input", "role"])
+        username = (await session.get(User, target.user_id)).username
+        await _guard_last_owner(session, target, role, username, ["input", "role"])
+        target.role = role.value
+        await session.flush()
+        return target
+
+    return await audited(sessionmaker, principal, "project_member.update", run)
+
+
+async def remove_member(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                        project_id: uuid.UUID | None, user_id: uuid.UUID | None) -> ProjectMember:
+    """Remove a member (or leave, when it is oneself). Returns the removed membership as it was."""
+
+    async def run(session: AsyncSession, note: AuditNote) -> ProjectMember:
+        is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
+        project = await require_noted(session, principal, note, project_id,
+                                      Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
+                                      field=["input", "projectId"])
+        await _lock_project(session, project.id)
+        target = await _member(session, project.id, user_id)
+        if target is None:
+            raise not_found("No member with this user ID in this project.", ["input", "userId"])
+        note.resource_type, note.resource_id = "User", target.user_id
+        note.details = {"role": target.role, "self": is_self}
+        if not is_self:
+            _check_may_change(principal, await _actor_rank(session, principal, project.id), target,
+                              ["input", "userId"])
+        username = (await session.get(User, target.user_id)).username
+        await _guard_last_owner(session, target, None, username, ["input", "userId"])
+        await session.delete(target)
+        await session.flush()
+        return target
+
+    return await audited(sessionmaker, principal, "project_member.remove", run)
