@@ -1,0 +1,1 @@
+"""Prompt Studio: a GraphQL server for prompt registries, deployments and LLM executions."""
