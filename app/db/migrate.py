@@ -12,9 +12,13 @@ def _script_location() -> str:
     try:
         import app.migrations as packaged  # type: ignore[import-not-found]
 
-        return str(Path(packaged.__file__).parent)
+        # a namespace package (alembic/ has no __init__.py): its directory is on __path__
+        for entry in packaged.__path__:
+            if (Path(entry) / "env.py").exists():
+                return str(entry)
     except ImportError:  # pragma: no cover - checkout without an install
-        return str(Path(__file__).resolve().parents[2] / "alembic")
+        pass
+    return str(Path(__file__).resolve().parents[2] / "alembic")
 
 
 def alembic_config(url: str) -> Config:
