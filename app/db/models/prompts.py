@@ -33,9 +33,10 @@ class Prompt(Base):
     updated_at: Mapped[datetime] = updated_at()
     published_at: Mapped[datetime | None] = mapped_column()
     #: Weighted english + simple tsvector of name (A), tags (B), description (C), latest template (D).
-    search_vector: Mapped[Any | None] = mapped_column(TSVECTOR)
+    #: Deferred (not loaded with the row): only SQL reads these two.
+    search_vector: Mapped[Any | None] = mapped_column(TSVECTOR, deferred=True)
     #: The plain text the vector was built from, for snippets (ts_headline).
-    search_text: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str | None] = mapped_column(Text, deferred=True)
 
     __table_args__ = (
         UniqueConstraint("project_id", "name"),
