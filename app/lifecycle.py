@@ -44,8 +44,13 @@ async def _stop_bus(runtime: Runtime) -> None:
 
 def _start_hooks() -> list:
     """Components that run beside HTTP, started in this order (and stopped in reverse)."""
-    return [_start_bus]
+    from app import engine
+    from app.services import crypto
+
+    return [crypto.start_hook, _start_bus, engine.start]
 
 
 def _stop_hooks() -> list:
-    return [_stop_bus]
+    from app import engine
+
+    return [_stop_bus, engine.stop]

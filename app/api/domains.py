@@ -14,6 +14,7 @@ DOMAINS = [
     "app.api.types.deployments",
     "app.api.types.validations",
     "app.api.types.executions",
+    "app.api.types.models",
     "app.api.subscriptions",
 ]
 

@@ -1,0 +1,122 @@
+"""executePrompt, cancelExecution, submitFeedback."""
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from app.services import executions as service
+from app.services.errors import ServiceError
+
+from ..errors import UserError, user_errors
+from ..relay import decode_gid_of
+from .executions import Execution, Feedback, Priority
+
+if TYPE_CHECKING:
+    from .prompt_inputs import ModelSettingsInput
+
+ModelSettingsInputRef = Annotated["ModelSettingsInput", strawberry.lazy("app.api.types.prompt_inputs")]
+#: Stands for an ID that is not ours: it matches no row, so the service reports NOT_FOUND.
+_UNKNOWN = uuid.UUID(int=0)
+
+
+def _id(gid: str | None, *types: str) -> uuid.UUID | None:
+    if gid is None:
+        return None
+    return decode_gid_of(gid, *types) or _UNKNOWN
+
+
+@strawberry.input(description="Choose the version in exactly one way: versionId; or promptId with environment "
+                              "(resolved through the deployments); or promptId alone (the latest version).")
+class ExecutePromptInput:
+    variables: JSON
+    version_id: strawberry.ID | None = None
+    prompt_id: strawberry.ID | None = None
+    environment: str | None = None
+    subject_key: str | None = strawberry.field(default=None, description=(
+        "Who the execution is for (an end user, a session): with environment it picks the traffic bucket, so the "
+        "same subject keeps getting the same version; also recorded as the usage record's endUserId."))
+    context: JSON | None = None
+    priority: Priority | None = Priority.NORMAL
+    model_settings: ModelSettingsInputRef | None = strawberry.field(default=None, description=(
+        "Overrides of the version's model settings, key by key (extra merged key by key). The echo provider "
+        "reads extra.chunkSize and extra.chunkDelayMs."))
+    idempotency_key: str | None = strawberry.field(default=None, description=(
+        "A repeated request with the same key returns the first execution instead of starting another."))
+
+
+@strawberry.type
+class ExecutionPayload:
+    execution: Execution | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class CancelExecutionInput:
+    id: strawberry.ID
+
+
+@strawberry.input
+class SubmitFeedbackInput:
+    execution_id: strawberry.ID
+    rating: int = strawberry.field(description="1 to 5.")
+    comment: str | None = None
+
+
+@strawberry.type
+class FeedbackPayload:
+    feedback: Feedback | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ExecutionMutation:
+    @strawberry.mutation(description=(
+        "Queue a prompt for execution (WRITE_EXECUTIONS). The variables are checked first: missing, wrongly typed "
+        "or unknown ones are user errors and nothing is queued. Follow it with the executionUpdated "
+        "subscription. At most PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT executions may be queued or running per "
+        "project (LIMIT_EXCEEDED)."))
+    async def execute_prompt(self, info: Info, input: ExecutePromptInput) -> ExecutionPayload:
+        ctx = info.context
+        principal = ctx.require_auth()
+        model_settings = input.model_settings.to_dict() if input.model_settings is not None else None
+        req = service.ExecuteRequest(
+            variables=input.variables, version_id=_id(input.version_id, "PromptVersion"),
+            prompt_id=_id(input.prompt_id, "Prompt"), environment=input.environment,
+            subject_key=input.subject_key, context=input.context,
+            priority=(input.priority or Priority.NORMAL).value, model_settings=model_settings,
+            idempotency_key=input.idempotency_key)
+        try:
+            row = await service.execute_prompt(ctx.sessionmaker, principal, ctx.settings, req)
+        except ServiceError as exc:
+            return ExecutionPayload(user_errors=user_errors(exc))
+        return ExecutionPayload(execution=Execution.from_row(row))
+
+    @strawberry.mutation(description=(
+        "Cancel a PENDING or RUNNING execution (WRITE_EXECUTIONS). A RUNNING one's provider stream is stopped by "
+        "its worker; the mutation waits up to 3 seconds for that, so it usually returns it CANCELLED (else still "
+        "RUNNING with cancelRequestedAt set). Finished executions: CONFLICT."))
+    async def cancel_execution(self, info: Info, input: CancelExecutionInput) -> ExecutionPayload:
+        ctx = info.context
+        principal = ctx.require_auth()
+        try:
+            row = await service.cancel_execution(ctx.sessionmaker, principal, _id(input.id, "Execution"))
+        except ServiceError as exc:
+            return ExecutionPayload(user_errors=user_errors(exc))
+        return ExecutionPayload(execution=Execution.from_row(row))
+
+    @strawberry.mutation(description=(
+        "Rate a finished execution from 1 to 5, with an optional comment. Anyone who may read the project's "
+        "executions may rate them (READ_EXECUTIONS)."))
+    async def submit_feedback(self, info: Info, input: SubmitFeedbackInput) -> FeedbackPayload:
+        ctx = info.context
+        principal = ctx.require_auth()
+        try:
+            row = await service.submit_feedback(ctx.sessionmaker, principal, _id(input.execution_id, "Execution"),
+                                                input.rating, input.comment)
+        except ServiceError as exc:
+            return FeedbackPayload(user_errors=user_errors(exc))
+        return FeedbackPayload(feedback=Feedback.from_row(row))

@@ -1,0 +1,207 @@
+"""The worker pool of one process: N concurrent execution tasks, woken by NOTIFY.
+
+* One dedicated asyncpg connection LISTENs on ``ps_queue`` (wake idle workers at once) and
+  ``ps_cancel`` (stop a run of ours). If it drops, it is re-opened with back-off; meanwhile the
+  workers fall back to polling every ``poll_seconds``, and after a reconnect everyone looks again.
+* A heartbeat task extends the leases of every execution this pool runs, in one statement
+  every ``heartbeat_seconds``; it also notices cancels whose NOTIFY was missed and executions
+  taken away from us (lease expired while we were stalled).
+* A reaper task handles expired leases of any worker (``reclaim_expired``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.engine import plain_url
+from app.settings import Settings
+
+from .queue import CANCEL_CHANNEL, QUEUE_CHANNEL, claim_next, extend_leases, reclaim_expired
+from .runner import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN, Run
+
+log = logging.getLogger("promptstudio.engine")
+
+#: Seconds a stopping pool waits for runs to hand their executions back before abandoning them.
+STOP_GRACE_SECONDS = 10.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], database_url: str,
+                 *, concurrency: int | None = None, worker_id: str | None = None):
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.database_url = database_url
+        self.concurrency = settings.workers if concurrency is None else concurrency
+        self.worker_id = worker_id or new_worker_id()
+        self.runs: dict[uuid.UUID, Run] = {}
+        self._wakes: list[asyncio.Event] = []
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await self._connect_listener()
+        self._tasks.append(asyncio.create_task(self._listener_supervisor(), name="ps-engine-listener"))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="ps-engine-heartbeat"))
+        self._tasks.append(asyncio.create_task(self._reaper_loop(), name="ps-engine-reaper"))
+        for i in range(self.concurrency):
+            wake = asyncio.Event()
+            wake.set()  # look at the queue right away
+            self._wakes.append(wake)
+            self._tasks.append(asyncio.create_task(self._worker_loop(wake), name=f"ps-engine-worker-{i}"))
+        log.info("execution workers started: %d tasks as %s", self.concurrency, self.worker_id)
+
+    async def stop(self) -> None:
+        """Stop claiming; runs in progress hand their executions back to the queue."""
+        self._stopping.set()
+        for run in list(self.runs.values()):
+            run.request_stop(STOP_SHUTDOWN)
+        self.wake_all()
+        workers = [t for t in self._tasks if t.get_name().startswith("ps-engine-worker")]
+        if workers:
+            done, pending = await asyncio.wait(workers, timeout=STOP_GRACE_SECONDS)
+            for t in pending:
+                t.cancel()
+        for t in self._tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._wakes.clear()
+        await self._close_listener()
+        log.info("execution workers stopped (%s)", self.worker_id)
+
+    def wake_all(self) -> None:
+        for wake in self._wakes:
+            wake.set()
+
+    # ------------------------------------------------------------------ LISTEN
+
+    async def _connect_listener(self) -> bool:
+        try:
+            conn = await asyncpg.connect(plain_url(self.database_url),
+                                         server_settings={"application_name": "promptstudio-worker"})
+            await conn.add_listener(QUEUE_CHANNEL, self._on_queue)
+            await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("workers cannot LISTEN (%s); polling every %.1f s until it works",
+                        exc, self.settings.poll_seconds)
+            return False
+        self._listener = conn
+        self._listening.set()
+        return True
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        self._listening.clear()
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except Exception:
+                conn.terminate()
+
+    async def _listener_supervisor(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            await asyncio.sleep(1.0 if self._listener is not None else backoff)
+            conn = self._listener
+            if conn is not None and not conn.is_closed():
+                backoff = 0.5
+                continue
+            self._listening.clear()
+            self._listener = None
+            if await self._connect_listener():
+                log.info("workers LISTEN again; looking for missed work")
+                self.wake_all()
+                backoff = 0.5
+            else:
+                backoff = min(backoff * 2, 30.0)
+
+    def _on_queue(self, conn, pid, channel, payload) -> None:
+        self.wake_all()
+
+    def _on_cancel(self, conn, pid, channel, payload) -> None:
+        try:
+            execution_id = uuid.UUID(payload)
+        except ValueError:
+            return
+        run = self.runs.get(execution_id)
+        if run is not None:
+            run.request_stop(STOP_CANCEL)
+
+    # ------------------------------------------------------------------ loops
+
+    async def _worker_loop(self, wake: asyncio.Event) -> None:
+        while not self._stopping.is_set():
+            wake.clear()
+            try:
+                row = await claim_next(self.sessionmaker, self.worker_id, self.settings.lease_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not claim an execution; trying again in %.1f s", self.settings.poll_seconds)
+                row = None
+            if row is None:
+                try:
+                    await asyncio.wait_for(wake.wait(), self.settings.poll_seconds)
+                except TimeoutError:
+                    pass
+                continue
+            run = Run(settings=self.settings, sessionmaker=self.sessionmaker, worker_id=self.worker_id,
+                      execution=row)
+            self.runs[row.id] = run
+            if self._stopping.is_set():
+                run.request_stop(STOP_SHUTDOWN)
+            try:
+                await run.execute()
+            finally:
+                self.runs.pop(row.id, None)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            ids = list(self.runs)
+            if not ids:
+                continue
+            try:
+                states = await extend_leases(self.sessionmaker, self.worker_id, ids, self.settings.lease_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed; leases were not extended")
+                continue
+            for execution_id, state in states.items():
+                run = self.runs.get(execution_id)
+                if run is None:
+                    continue
+                if not state.held:
+                    run.request_stop(STOP_LEASE_LOST)
+                elif state.cancel_requested:
+                    run.request_stop(STOP_CANCEL)
+
+    async def _reaper_loop(self) -> None:
+        interval = max(0.25, min(self.settings.lease_seconds / 4, self.settings.poll_seconds))
+        while not self._stopping.is_set():
+            try:
+                handled = await reclaim_expired(self.sessionmaker)
+                if handled:
+                    self.wake_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not reclaim expired leases")
+            await asyncio.sleep(interval)

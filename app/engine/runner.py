@@ -1,0 +1,471 @@
+"""Running one claimed execution: call the provider with streaming, record output, usage, cost,
+validations and logs, and finish it COMPLETED, FAILED or CANCELLED.
+
+Two coroutines cooperate. The *producer* only reads the provider's stream into memory (so it can
+be cancelled at any moment — that is how a cancel stops a stream promptly). The *pump* (the run
+itself) is the only one that writes: it flushes the text gathered so far as one OUTPUT_DELTA
+every ``FLUSH_SECONDS`` or ``FLUSH_CHARS`` characters (output column and event in one
+transaction), and writes the final state. Every write is conditional on this worker still
+holding the execution (``worker_id`` and status RUNNING): a worker whose lease was taken away
+stops without writing.
+
+Measurements: ``latencyMs`` runs from the start of the first provider call to the end of the
+stream (provider retries and their back-off included: it is what the caller waited);
+``timeToFirstTokenMs`` from the same start to the first piece of text.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import Execution, LlmUsage, Validation
+from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
+from app.events.emit import emit_event
+from app.providers import (Credential, ProviderError, ProviderRequest, TextDelta, UsageReport, count_message_tokens,
+                           count_tokens, get_provider, stream_with_retries)
+from app.providers.registry import provider_info
+from app.settings import Settings
+
+from .logs import write_log
+from .queue import finish_row, release
+
+log = logging.getLogger("promptstudio.engine")
+
+FLUSH_SECONDS = 0.05
+FLUSH_CHARS = 256
+
+#: Why a run was told to stop before its stream ended.
+STOP_CANCEL = "cancel"
+STOP_LEASE_LOST = "lease_lost"
+STOP_SHUTDOWN = "shutdown"
+
+
+class _Fail(Exception):
+    """The execution cannot run (bad settings, missing credential): FAILED with this message."""
+
+
+@dataclass
+class Plan:
+    provider: Any
+    provider_name: str
+    model: str
+    request: ProviderRequest
+    credential: Credential
+
+
+def build_request(execution: Execution, settings: Settings) -> ProviderRequest:
+    """The provider request of an execution: its rendered prompt and merged model settings.
+
+    A TEXT prompt goes as one user message (its rendered text), a CHAT prompt as its rendered
+    messages; the rendered system prompt goes as ``system``.
+    """
+    rendered = execution.rendered_prompt or {}
+    ms = execution.model_settings or {}
+    if rendered.get("kind") == "CHAT":
+        messages = [{"role": m["role"], "content": m["content"]} for m in rendered.get("messages") or []]
+    else:
+        messages = [{"role": "user", "content": rendered.get("text") or ""}]
+    return ProviderRequest(
+        model=execution.model or ms.get("model") or settings.default_model,
+        messages=messages,
+        system=rendered.get("systemPrompt"),
+        temperature=ms.get("temperature"),
+        max_tokens=ms.get("maxTokens"),
+        top_p=ms.get("topP"),
+        stop=ms.get("stop"),
+        extra=ms.get("extra"),
+        timeout=settings.provider_timeout_seconds,
+    )
+
+
+async def resolve_credential(session: AsyncSession, settings: Settings, project_id: uuid.UUID,
+                             provider_name: str) -> Credential:
+    """The project's stored credential for the provider, else the environment's, else an empty one.
+
+    Raises _Fail when the provider needs a key and there is none anywhere.
+    """
+    from app.services import credentials, crypto
+
+    try:
+        stored = await credentials.decrypt_credential(session, project_id, provider_name, settings)
+    except crypto.DecryptionError as exc:
+        raise _Fail(f"the stored {provider_name} credential cannot be decrypted: {exc}") from None
+    if stored is not None:
+        api_key, base_url = stored
+        return Credential(api_key=api_key, base_url=base_url)
+    env = {
+        "openai": (settings.openai_api_key, settings.openai_base_url),
+        "anthropic": (settings.anthropic_api_key, settings.anthropic_base_url),
+    }.get(provider_name)
+    if env is not None:
+        api_key, base_url = env
+        info = provider_info(provider_name)
+        custom_url = base_url and info.default_base_url and base_url.rstrip("/") != info.default_base_url.rstrip("/")
+        if api_key or custom_url:
+            return Credential(api_key=api_key, base_url=base_url)
+    if provider_info(provider_name).requires_api_key:
+        env_name = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(provider_name, "an API key")
+        raise _Fail(f"no credential for provider {provider_name}: store one for this project with "
+                    f"setProviderCredential, or set {env_name} on the server")
+    return Credential()
+
+
+@dataclass
+class Run:
+    """One attempt at one execution, by one worker."""
+
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    worker_id: str
+    execution: Execution
+    stop_reason: str | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # stream state (written by the producer, read by the pump)
+    pending: list[str] = field(default_factory=list)
+    pending_chars: int = 0
+    pending_since: float | None = None
+    pending_logs: list[tuple[str, str, dict | None]] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    usage: UsageReport | None = None
+    retries: int = 0
+    call_started: float = 0.0
+    call_started_at: datetime | None = None
+    first_token: float | None = None
+    first_token_logged: bool = False
+    ended: float | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.execution.id
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to stop (cancel requested, lease lost, worker stopping); the first reason wins."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.wake.set()
+
+    # ------------------------------------------------------------------ the run
+
+    async def execute(self) -> None:
+        try:
+            await self._execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug, or the database went away: record what we can
+            log.exception("execution %s: unexpected error in the worker", self.id)
+            try:
+                await self._finish_failed(f"the worker hit an unexpected error: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("execution %s: could not record the failure; its lease will expire", self.id)
+
+    async def _execute(self) -> None:
+        row = self.execution
+        try:
+            plan = await self._plan()
+        except _Fail as exc:
+            await self._finish_failed(str(exc))
+            return
+        self.pending_logs.append((LogLevel.INFO.value, f"calling {plan.provider_name} model {plan.model} (streaming)",
+                                  {"provider": plan.provider_name, "model": plan.model,
+                                   "baseUrl": plan.credential.base_url}))
+        self.call_started = time.monotonic()
+        self.call_started_at = datetime.now(timezone.utc)
+        producer = asyncio.create_task(self._produce(plan), name=f"stream {row.id}")
+        try:
+            await self._pump(producer)
+        finally:
+            if not producer.done():
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+        error = None if producer.cancelled() else producer.exception()
+        self.ended = self.ended or time.monotonic()
+        if self.stop_reason == STOP_LEASE_LOST:
+            log.warning("execution %s: lease lost; another worker has it now", row.id)
+            return
+        if self.stop_reason == STOP_SHUTDOWN:
+            await release(self.sessionmaker, row.id, self.worker_id, "the worker is stopping")
+            return
+        if self.stop_reason == STOP_CANCEL:
+            await self._finish(ExecutionStatus.CANCELLED, plan, error=None)
+            return
+        if error is None:
+            await self._finish(ExecutionStatus.COMPLETED, plan, error=None)
+        elif isinstance(error, ProviderError):
+            message = error.message
+            if error.retryable and self.retries:
+                message += f" (gave up after {self.retries} retr{'ies' if self.retries != 1 else 'y'})"
+            await self._finish(ExecutionStatus.FAILED, plan, error=message)
+        else:
+            raise error
+
+    async def _plan(self) -> Plan:
+        row = self.execution
+        name = row.provider or self.settings.default_provider
+        try:
+            provider = get_provider(name)
+        except ProviderError as exc:
+            raise _Fail(exc.message) from None
+        request = build_request(row, self.settings)
+        async with self.sessionmaker() as session:
+            credential = await resolve_credential(session, self.settings, row.project_id, name)
+        kind = (row.rendered_prompt or {}).get("kind", "TEXT")
+        self.pending_logs.append((LogLevel.DEBUG.value,
+                                  f"prepared the {kind} prompt rendered at submission: {len(request.messages)} "
+                                  f"message{'s' if len(request.messages) != 1 else ''}"
+                                  + (" and a system prompt" if request.system else ""), None))
+        return Plan(provider, name, request.model, request, credential)
+
+    async def _produce(self, plan: Plan) -> None:
+        async def on_retry(error: ProviderError, number: int, delay: float) -> None:
+            self.retries = number
+            self.pending_logs.append((LogLevel.WARN.value,
+                                      f"{plan.provider_name} call failed: {error.message}; retry {number} of "
+                                      f"{self.settings.provider_retries} in {delay:.1f} s",
+                                      {"status": error.status, "retryAfter": error.retry_after}))
+            self.wake.set()
+
+        events = stream_with_retries(plan.provider, plan.request, plan.credential,
+                                     retries=self.settings.provider_retries,
+                                     backoff_max=self.settings.provider_backoff_max_seconds, on_retry=on_retry)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if not event.text:
+                        continue
+                    now = time.monotonic()
+                    if self.first_token is None:
+                        self.first_token = now
+                    if self.pending_since is None:
+                        self.pending_since = now
+                    self.pending.append(event.text)
+                    self.parts.append(event.text)
+                    self.pending_chars += len(event.text)
+                    self.wake.set()
+                elif isinstance(event, UsageReport):
+                    self.usage = event
+        finally:
+            await events.aclose()
+            self.ended = time.monotonic()
+            self.wake.set()
+
+    async def _pump(self, producer: asyncio.Task) -> None:
+        """Flush gathered text and logs until the stream ends or the run is told to stop."""
+        while True:
+            self.wake.clear()
+            if self.stop_reason is not None:
+                return
+            done = producer.done()
+            if done:
+                return  # what is still pending goes out with the final state
+            due = self.pending_logs or (self.pending and (
+                self.pending_chars >= FLUSH_CHARS or time.monotonic() - self.pending_since >= FLUSH_SECONDS))
+            if due:
+                await self._flush()
+                continue
+            timeout = None
+            if self.pending:
+                timeout = max(0.0, self.pending_since + FLUSH_SECONDS - time.monotonic())
+            waiter = asyncio.ensure_future(self.wake.wait())
+            try:
+                await asyncio.wait({producer, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+
+    def _take_pending(self) -> tuple[str, list[tuple[str, str, dict | None]]]:
+        delta = "".join(self.pending)
+        logs = self.pending_logs
+        self.pending, self.pending_chars, self.pending_since, self.pending_logs = [], 0, None, []
+        return delta, logs
+
+    def _ttft_ms(self) -> int | None:
+        return None if self.first_token is None else int((self.first_token - self.call_started) * 1000)
+
+    async def _write_pending(self, session: AsyncSession, delta: str, logs) -> None:
+        for level, message, meta in logs:
+            await write_log(session, self.id, level, message, meta)
+        if delta and not self.first_token_logged:
+            self.first_token_logged = True
+            await write_log(session, self.id, LogLevel.DEBUG, f"first token after {self._ttft_ms()} ms")
+        if delta:
+            await emit_event(session, self.id, ExecutionEventType.OUTPUT_DELTA.value, delta=delta)
+
+    async def _flush(self) -> None:
+        delta, logs = self._take_pending()
+        values: dict[str, Any] = {"updated_at": func.now()}
+        if delta:
+            values["output"] = func.coalesce(Execution.output, "") + delta
+            if not self.first_token_logged:
+                values["time_to_first_token_ms"] = self._ttft_ms()
+        async with self.sessionmaker() as session, session.begin():
+            held = (await session.execute(
+                update(Execution)
+                .where(Execution.id == self.id, Execution.worker_id == self.worker_id,
+                       Execution.status == ExecutionStatus.RUNNING.value)
+                .values(**values).returning(Execution.cancel_requested_at)
+                .execution_options(synchronize_session=False))).first()
+            if held is None:
+                self.request_stop(STOP_LEASE_LOST)
+                return
+            await self._write_pending(session, delta, logs)
+        if held[0] is not None:
+            self.request_stop(STOP_CANCEL)
+
+    # ------------------------------------------------------------------ the end
+
+    async def _locked_row(self, session: AsyncSession) -> Execution | None:
+        return (await session.execute(
+            select(Execution).where(Execution.id == self.id, Execution.worker_id == self.worker_id,
+                                    Execution.status == ExecutionStatus.RUNNING.value)
+            .with_for_update().execution_options(populate_existing=True))).scalar_one_or_none()
+
+    async def _finish_failed(self, message: str) -> None:
+        """FAILED before any provider call (nothing was streamed)."""
+        delta, logs = self._take_pending()
+        async with self.sessionmaker() as session, session.begin():
+            row = await self._locked_row(session)
+            if row is None:
+                return
+            await self._write_pending(session, delta, logs)
+            now = (await session.execute(select(func.now()))).scalar_one()
+            finish_row(row, ExecutionStatus.FAILED, now)
+            row.error = message
+            row.worker_id = None
+            row.lease_expires_at = None
+            row.updated_at = now
+            await session.flush()
+            await write_log(session, row, LogLevel.ERROR, message)
+            await emit_event(session, row, ExecutionEventType.FAILED.value)
+
+    async def _finish(self, status: ExecutionStatus, plan: Plan, *, error: str | None) -> None:
+        output = "".join(self.parts)
+        outcome = None
+        validations: list[Validation] = []
+        if status == ExecutionStatus.COMPLETED:
+            from app.services.validation_rules import ValidationSpec, apply_validations
+
+            async with self.sessionmaker() as session:
+                validations = list((await session.execute(
+                    select(Validation).where(Validation.prompt_id == self.execution.prompt_id,
+                                             Validation.is_active.is_(True))
+                    .order_by(Validation.created_at, Validation.id))).scalars())
+            specs = [ValidationSpec(id=v.id, name=v.name, type=v.type, config=v.config) for v in validations]
+            outcome = await asyncio.to_thread(apply_validations, output, specs)
+        delta, logs = self._take_pending()
+        async with self.sessionmaker() as session, session.begin():
+            row = await self._locked_row(session)
+            if row is None:
+                log.warning("execution %s: lease lost before it could be finished", self.id)
+                return
+            if delta:
+                row.output = (row.output or "") + delta
+                if row.time_to_first_token_ms is None:
+                    row.time_to_first_token_ms = self._ttft_ms()
+                await session.flush()
+            await self._write_pending(session, delta, logs)
+            now = (await session.execute(select(func.now()))).scalar_one()
+            latency = int(((self.ended or time.monotonic()) - self.call_started) * 1000)
+            await self._record_usage(session, row, plan, output, latency, status)
+            if outcome is not None:
+                await self._record_validations(session, row, outcome)
+            finish_row(row, status, now)
+            row.latency_ms = latency
+            row.error = error
+            row.worker_id = None
+            row.lease_expires_at = None
+            row.updated_at = now
+            await session.flush()
+            if status == ExecutionStatus.COMPLETED:
+                await write_log(session, row, LogLevel.INFO, f"completed in {latency} ms",
+                                {"latencyMs": latency, "timeToFirstTokenMs": row.time_to_first_token_ms})
+                await emit_event(session, row, ExecutionEventType.COMPLETED.value)
+            elif status == ExecutionStatus.CANCELLED:
+                await write_log(session, row, LogLevel.INFO, "cancelled as requested; the provider stream was stopped")
+                await emit_event(session, row, ExecutionEventType.CANCELLED.value)
+            else:
+                await write_log(session, row, LogLevel.ERROR, error or "failed")
+                await emit_event(session, row, ExecutionEventType.FAILED.value)
+
+    async def _record_usage(self, session: AsyncSession, row: Execution, plan: Plan, output: str, latency: int,
+                            status: ExecutionStatus) -> None:
+        """Tokens (reported or counted), cost at the prices in force, and the LlmUsage record.
+
+        A call that failed or was cancelled before any text reached us is not recorded: the
+        provider bills nothing for it.
+        """
+        from app.services.models import compute_cost, price_at
+
+        usage = self.usage
+        if usage is None and not output:
+            return
+        if usage is not None and usage.reported:
+            how = f"reported by {plan.provider_name}"
+            input_tokens, output_tokens, cached, reported = (usage.input_tokens, usage.output_tokens,
+                                                             usage.cached_input_tokens, True)
+        else:
+            if usage is not None:
+                input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+            else:
+                input_tokens = count_message_tokens(plan.request.messages, plan.request.system)
+                output_tokens = count_tokens(output)
+            cached, reported = 0, False
+            why = "it reports none" if status == ExecutionStatus.COMPLETED else "the call did not finish"
+            how = f"counted by Prompt Studio ({plan.provider_name} usage unavailable: {why})"
+            if plan.provider_name == "echo":
+                how = "counted by Prompt Studio (echo has no tokenizer)"
+        row.input_tokens, row.output_tokens = input_tokens, output_tokens
+        await write_log(session, row, LogLevel.INFO,
+                        f"usage: {input_tokens} input + {output_tokens} output tokens, {how}",
+                        {"inputTokens": input_tokens, "outputTokens": output_tokens, "cachedInputTokens": cached,
+                         "reported": reported})
+        config = await price_at(session, plan.provider_name, plan.model, self.call_started_at or datetime.now(timezone.utc))
+        if config is None:
+            row.cost_usd = None
+            costs = (Decimal(0), Decimal(0), Decimal(0))
+            await write_log(session, row, LogLevel.WARN,
+                            f"no price for {plan.provider_name}/{plan.model}: cost left empty (a superuser can add "
+                            "one with upsertModelConfig)", {"provider": plan.provider_name, "model": plan.model})
+        else:
+            cost = compute_cost(config, input_tokens, output_tokens, cached)
+            row.cost_usd = cost.total_usd
+            costs = (cost.input_usd, cost.output_usd, cost.total_usd)
+            await write_log(session, row, LogLevel.INFO,
+                            f"cost ${cost.total_usd} at {config.provider}/{config.model_id} prices effective from "
+                            f"{config.effective_from.date().isoformat()}",
+                            {"inputCostUsd": str(cost.input_usd), "outputCostUsd": str(cost.output_usd),
+                             "totalCostUsd": str(cost.total_usd), "modelConfigId": str(config.id)})
+        session.add(LlmUsage(
+            project_id=row.project_id, provider=plan.provider_name, model=plan.model,
+            input_tokens=input_tokens, output_tokens=output_tokens, input_cost_usd=costs[0],
+            output_cost_usd=costs[1], total_cost_usd=costs[2], tokens_reported=reported, latency_ms=latency,
+            end_user_id=row.subject_key, prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id,
+            model_config_id=config.id if config is not None else None))
+
+    async def _record_validations(self, session: AsyncSession, row: Execution, outcome) -> None:
+        row.validation_status = outcome.status
+        row.validation_results = [
+            {"validationId": str(r.validation_id) if r.validation_id is not None else None, "name": r.name,
+             "passed": r.passed, "message": r.message} for r in outcome.results]
+        if outcome.validated_output is not None:
+            row.validated_output = outcome.validated_output
+        if outcome.status == "SKIPPED":
+            await write_log(session, row, LogLevel.DEBUG, "no active validations")
+            return
+        for r in outcome.results:
+            if r.passed:
+                await write_log(session, row, LogLevel.INFO, f"validation {r.name!r} passed",
+                                {"validationId": str(r.validation_id)})
+            else:
+                await write_log(session, row, LogLevel.WARN, f"validation {r.name!r} failed: {r.message}",
+                                {"validationId": str(r.validation_id)})
+        passed = sum(r.passed for r in outcome.results)
+        await write_log(session, row, LogLevel.INFO if outcome.status == "PASSED" else LogLevel.WARN,
+                        f"validation {outcome.status}: {passed} of {len(outcome.results)} passed")

@@ -1,0 +1,44 @@
+"""``promptstudio worker``: execution workers without HTTP, next to any number of servers.
+
+``run(settings)`` starts the runtime (engine, pricing seed, ``settings.workers`` execution tasks,
+retention) on ``settings.database_url`` and runs until SIGINT or SIGTERM, then stops gracefully:
+executions in progress are handed back to the queue for another worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from app.settings import Settings, SettingsError
+
+log = logging.getLogger("promptstudio.engine")
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run workers until a signal (or ``stop``, for embedding and tests) says to stop."""
+    from app.lifecycle import start_runtime, stop_runtime
+
+    if settings.workers < 1:
+        raise SettingsError("PROMPTSTUDIO_WORKERS is 0: a worker process needs at least 1 execution task")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    runtime = await start_runtime(settings, settings.database_url, http=False)
+    try:
+        log.info("worker %s running %d execution tasks; stop with Ctrl-C or SIGTERM",
+                 runtime.workers.worker_id, settings.workers)
+        await stop.wait()
+        log.info("stopping: executions in progress go back to the queue")
+    finally:
+        try:
+            await stop_runtime(runtime)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
