@@ -99,17 +99,19 @@ class User(Node):
     is_superuser: bool
     created_at: datetime
     row: strawberry.Private[models.User]
+    #: Set in signUp/logIn payloads: the caller has just proven to be this user (or created them).
+    reveal_email: strawberry.Private[bool] = False
 
     @classmethod
-    def from_row(cls, row: models.User) -> "User":
+    def from_row(cls, row: models.User, *, reveal_email: bool = False) -> "User":
         return cls(id=strawberry.ID(encode_gid("User", row.id)), username=row.username,
                    display_name=row.display_name, is_active=row.is_active, is_superuser=row.is_superuser,
-                   created_at=row.created_at, row=row)
+                   created_at=row.created_at, row=row, reveal_email=reveal_email)
 
     @strawberry.field(description="Visible to the user themself and to superusers; null for others.")
     def email(self, info: Info) -> str | None:
         p = info.context.principal
-        if p.kind == "user" and (p.is_superuser or p.user_id == self.row.id):
+        if self.reveal_email or (p.kind == "user" and (p.is_superuser or p.user_id == self.row.id)):
             return self.row.email
         return None
 
@@ -346,7 +348,7 @@ class IdentityMutation:
                 password=input.password, display_name=input.display_name)
         except ServiceError as exc:
             return AuthPayload(user_errors=user_errors(exc))
-        return AuthPayload(token=token, user=User.from_row(user))
+        return AuthPayload(token=token, user=User.from_row(user, reveal_email=True))
 
     @strawberry.mutation(description="Sign in by email or username; returns a session token.")
     async def log_in(self, info: Info, input: LogInInput) -> AuthPayload:
@@ -356,7 +358,7 @@ class IdentityMutation:
                                                         login=input.login, password=input.password)
         except ServiceError as exc:
             return AuthPayload(user_errors=user_errors(exc))
-        return AuthPayload(token=token, user=User.from_row(user))
+        return AuthPayload(token=token, user=User.from_row(user, reveal_email=True))
 
     @strawberry.mutation(description="End the current session: its token stops working.")
     async def log_out(self, info: Info) -> LogOutPayload:
