@@ -43,7 +43,9 @@ LOGIN_FAILED = "Wrong login or password."
 _SIGNUP_LOCK_KEY = 0x5053_5349_474E  # "PSSIGN"
 
 _hasher = PasswordHasher()
-_dummy_hash: str | None = None
+#: A hash of nobody's password with the hasher's parameters, verified when a login names no account
+#: (recomputed once if the parameters change, so the work stays the same as for a real account).
+_dummy_hash = "$argon2id$v=19$m=65536,t=3,p=4$9bEwD2iJn+lyCWduEiNSAA$oG3266n2FYiqN4KuM4ki4arV1CezjBhvxtlzzxZQlvs"
 
 
 async def hash_password(password: str) -> str:
@@ -63,7 +65,7 @@ async def verify_password(password_hash: str, password: str) -> bool:
 async def _verify_dummy(password: str) -> None:
     """Spend the time a real verification takes, so unknown logins are not told apart by timing."""
     global _dummy_hash
-    if _dummy_hash is None:
+    if _hasher.check_needs_rehash(_dummy_hash):
         _dummy_hash = await hash_password("not the password of anyone")
     await verify_password(_dummy_hash, password)
 

@@ -155,3 +155,18 @@ async def test_bad_tokens_and_log_out_rules(gql):
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     body = await gql(VIEWER, headers={"Authorization": "Basic abc"})
     assert body["data"]["viewer"] is None
+
+
+async def test_outdated_hash_is_upgraded_on_log_in(gql, db_url):
+    from argon2 import PasswordHasher
+
+    _, uid = await signup(gql, "henry")
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(DEFAULT_PASSWORD)
+    async with sql(db_url) as conn:
+        await conn.execute("UPDATE users SET password_hash = $1 WHERE id = $2", weak, raw_uuid(uid))
+    await login(gql, "henry")
+    async with sql(db_url) as conn:
+        upgraded = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", raw_uuid(uid))
+    assert upgraded != weak and upgraded.startswith("$argon2id$")
+    assert not PasswordHasher().check_needs_rehash(upgraded)
+    await login(gql, "henry")  # and the new hash verifies

@@ -12,7 +12,8 @@ CREATE = f"""mutation($input: CreateProjectInput!) {{ createProject(input: $inpu
 UPDATE = f"""mutation($input: UpdateProjectInput!) {{ updateProject(input: $input) {{
   project {{ name description
              settings {{ environments defaultEnvironment traceRetentionDays executionRetentionDays }} }} {ERR} }} }}"""
-SETTINGS = "query($slug: String!) { project(slug: $slug) { name description settings { environments defaultEnvironment traceRetentionDays executionRetentionDays } } }"
+SETTINGS = """query($slug: String!) { project(slug: $slug) { name description
+  settings { environments defaultEnvironment traceRetentionDays executionRetentionDays } } }"""
 
 
 async def test_create_project_defaults(gql):

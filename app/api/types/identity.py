@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import strawberry
 from sqlalchemy import false, select
@@ -30,9 +30,6 @@ from ..child_pages import ChildPageLoader, child_connection
 from ..errors import UserError, user_errors
 from ..pagination import Connection, keyset_connection
 from ..relay import Node, decode_gid_of, encode_gid, register_node
-
-if TYPE_CHECKING:
-    from .projects import Project
 
 ProjectRef = Annotated["Project", strawberry.lazy("app.api.types.projects")]
 
