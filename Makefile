@@ -28,7 +28,7 @@ install: $(STAMP)
 # (Re)install when pyproject.toml changes; create the virtual environment when it is missing or broken.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
-	  echo "Prompt Studio needs Python 3.11 or newer; '$(PYTHON)' is: $$($(PYTHON) --version 2>&1 || echo 'not found')."; \
+	  echo "Prompt Studio needs Python 3.11 or newer; '$(PYTHON)' is: $$($(PYTHON) --version 2>/dev/null || echo 'not found')."; \
 	  echo "Install one, or point make at it: make PYTHON=python3.12 ..."; exit 1; }
 	@if ! $(PY) -c 'import pip' >/dev/null 2>&1; then \
 	  if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
