@@ -29,7 +29,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ARRAY, Float, String, and_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy import (ARRAY, Float, String, and_, bindparam, func, literal, literal_column, or_, select, text,
+                        union)
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,7 +108,8 @@ def filter_clauses(spec: PromptFilterSpec | None) -> list:
     else:
         clauses.append(Prompt.status.in_(list(spec.statuses)))
     if spec.tags:
-        clauses.append(Prompt.tags.contains(list(spec.tags)))
+        # tags @> ARRAY[...]: served by the GIN index ix_prompts_tags.
+        clauses.append(Prompt.tags.op("@>")(literal(list(spec.tags), type_=PG_ARRAY(String(64)))))
     if spec.category is not None:
         clauses.append(Prompt.category == spec.category)
     if spec.search:
@@ -131,11 +134,17 @@ def search_statement(project_id: uuid.UUID, query: str, limit: int, spec: Prompt
         func.websearch_to_tsquery(literal_column("'simple'::regconfig"), q))
     score = (func.ts_rank_cd(Prompt.search_vector, tsq)
              + func.greatest(func.similarity(Prompt.name, q), func.word_similarity(q, Prompt.name))).label("score")
+    # Candidates: one branch per operator, so that each can use its GIN index (with an OR of them in
+    # one WHERE the planner scans the whole project instead, and trigram similarity row by row is slow).
+    candidates = union(
+        select(Prompt.id).where(Prompt.project_id == project_id, Prompt.search_vector.op("@@")(tsq)),
+        select(Prompt.id).where(Prompt.project_id == project_id, Prompt.name.op("%")(q)),
+        select(Prompt.id).where(Prompt.project_id == project_id, Prompt.name.op("%>")(q)),
+    ).subquery("candidates")
     ranked = (
         select(Prompt.id.label("id"), score)
-        .where(Prompt.project_id == project_id,
-               or_(Prompt.search_vector.op("@@")(tsq), Prompt.name.op("%")(q), Prompt.name.op("%>")(q)),
-               *filter_clauses(spec))
+        .join(candidates, candidates.c.id == Prompt.id)
+        .where(*filter_clauses(spec))
         .order_by(score.desc(), Prompt.name, Prompt.id)
         .limit(limit)
         .subquery("ranked")

@@ -99,14 +99,21 @@ class _PromptsPage(ChildPageLoader):
 
     def base(self) -> Select:
         spec: PromptFilterSpec = self.args[0]
-        return select(models.Prompt).where(*filter_clauses(spec))
+        # Not the (deferred) search columns: search_text may be long and a listing never needs it.
+        return select(*_LISTED_COLUMNS).where(*filter_clauses(spec))
+
+
+_LISTED_COLUMNS = [c for c in models.Prompt.__table__.c if c.key not in ("search_vector", "search_text")]
 
 
 def _page_class(field: str, descending: bool) -> type[ChildPageLoader]:
     sort_col = {"NAME": models.Prompt.name, "CREATED_AT": models.Prompt.created_at,
                 "UPDATED_AT": models.Prompt.updated_at}[field]
+    # Names are unique per project, so by name the name itself is the tie-breaker: the order is then
+    # exactly that of the unique index (project_id, name), which serves it without sorting.
+    id_col = models.Prompt.name if field == "NAME" else models.Prompt.id
     name = f"PromptsBy{field.title().replace('_', '')}{'Desc' if descending else 'Asc'}"
-    return type(name, (_PromptsPage,), {"sort_col": sort_col, "descending": descending})
+    return type(name, (_PromptsPage,), {"sort_col": sort_col, "id_col": id_col, "descending": descending})
 
 
 #: (order field, descending) -> page loader class.
@@ -122,5 +129,6 @@ def check_cursor(after: str | None, sort: str) -> None:
         return
     value, id_ = decode_cursor(after)
     expected = _CURSOR_TYPES[sort]
-    if not isinstance(id_, uuid.UUID) or not isinstance(value, expected) or isinstance(value, bool):
+    id_type = str if sort == "NAME" else uuid.UUID
+    if not isinstance(id_, id_type) or not isinstance(value, expected) or isinstance(value, bool):
         raise PaginationError("`after` is not a cursor from this connection (or its order changed)")

@@ -198,7 +198,8 @@ class PromptVersion(VersionDeploymentFields, VersionExecutionFields, Node):
                 return None
             old = await info.context.loader(VersionByNumber).load((self.row.prompt_id, self.row.number - 1))
         else:
-            old = await info.context.loader(VisibleVersions).load(decode_gid_of(against, "PromptVersion"))
+            old_id = decode_gid_of(against, "PromptVersion")
+            old = await info.context.loader(VisibleVersions).load(old_id) if old_id is not None else None
         if old is None:
             return None
         if old.prompt_id != self.row.prompt_id:
