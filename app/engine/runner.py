@@ -180,8 +180,10 @@ class Run:
         self.call_started = time.monotonic()
         self.call_started_at = datetime.now(timezone.utc)
         producer = asyncio.create_task(self._produce(plan), name=f"stream {row.id}")
+        stream_ended = False
         try:
             await self._pump(producer)
+            stream_ended = producer.done()
         finally:
             if not producer.done():
                 producer.cancel()
@@ -191,17 +193,19 @@ class Run:
         if self.stop_reason == STOP_LEASE_LOST:
             log.warning("execution %s: lease lost; another worker has it now", row.id)
             return
-        if self.stop_reason == STOP_SHUTDOWN:
-            await release(self.sessionmaker, row.id, self.worker_id, "the worker is stopping")
-            return
-        if self.stop_reason == STOP_CANCEL:
-            await self._finish(ExecutionStatus.CANCELLED, plan, error=None)
+        if not stream_ended:  # stopped mid-stream (a stream that had ended is finished normally)
+            if self.stop_reason == STOP_SHUTDOWN:
+                await release(self.sessionmaker, row.id, self.worker_id, "the worker is stopping")
+            else:
+                await self._finish(ExecutionStatus.CANCELLED, plan, error=None)
             return
         if error is None:
             await self._finish(ExecutionStatus.COMPLETED, plan, error=None)
         elif isinstance(error, ProviderError):
             message = error.message
-            if error.retryable and self.retries:
+            if error.retryable and self.parts:
+                message += " (not retried: part of the output had already streamed)"
+            elif error.retryable and self.retries:
                 message += f" (gave up after {self.retries} retr{'ies' if self.retries != 1 else 'y'})"
             await self._finish(ExecutionStatus.FAILED, plan, error=message)
         else:
@@ -377,6 +381,8 @@ class Run:
             if outcome is not None:
                 await self._record_validations(session, row, outcome)
             finish_row(row, status, now)
+            if status == ExecutionStatus.COMPLETED and row.output is None:
+                row.output = ""  # the model answered with nothing
             row.latency_ms = latency
             row.error = error
             row.worker_id = None

@@ -23,11 +23,12 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         raise SettingsError("PROMPTSTUDIO_WORKERS is 0: a worker process needs at least 1 execution task")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: dict[int, object] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
+            previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
+            installed[sig] = previous
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
             pass
     runtime = await start_runtime(settings, settings.database_url, http=False)
@@ -40,5 +41,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         try:
             await stop_runtime(runtime)
         finally:
-            for sig in installed:
+            for sig, previous in installed.items():
                 loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)  # e.g. the CLI's handler, for its own cleanup

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -138,7 +139,7 @@ def current_configs_stmt(provider: str | None = None, at: datetime | None = None
     at = at or utcnow()
     stmt = (select(ModelConfig)
             .where(ModelConfig.is_active.is_(True), ModelConfig.effective_from <= at)
-            .distinct(ModelConfig.provider, ModelConfig.model_id)
+            .ext(distinct_on(ModelConfig.provider, ModelConfig.model_id))
             .order_by(ModelConfig.provider, ModelConfig.model_id, ModelConfig.effective_from.desc()))
     if provider is not None:
         stmt = stmt.where(ModelConfig.provider == provider)

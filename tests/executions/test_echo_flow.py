@@ -1,7 +1,7 @@
 """The default flow with no provider account: echo streams back the rendered prompt."""
 from __future__ import annotations
 
-from .util import EXEC_FIELDS, create_prompt, db_fetch, execute, execute_ok, raw_uuid, tenant, wait_for
+from .util import EXEC_FIELDS, create_prompt, db_fetch, execute, execute_ok, raw_uuid, signup, tenant, wait_for
 
 LOGS = """query($id: ID!, $min: LogLevel, $first: Int, $after: String) { node(id: $id) { ... on Execution {
   logs(first: $first, after: $after, minLevel: $min) { totalCount pageInfo { hasNextPage endCursor }
@@ -71,6 +71,12 @@ async def test_chat_prompt_echoes_role_lines_and_logs_every_step(gql, make_app):
     assert any("counted by Prompt Studio" in m for m in messages)
     assert messages[-1].startswith("completed in")
     assert [log["timestamp"] for log in logs] == sorted(log["timestamp"] for log in logs)
+
+    node = "query($id: ID!) { node(id: $id) { ... on ExecutionLog { message } } }"
+    assert (await gql(node, {"id": logs[0]["id"]}, token=t.token))["data"]["node"] == {"message": messages[0]}
+    stranger, _ = await signup(gql, "str")
+    assert (await gql(node, {"id": logs[0]["id"]}, token=stranger))["data"]["node"] is None
+    assert (await gql(LOGS, {"id": eid}, token=stranger))["data"]["node"] is None
 
     info = (await gql(LOGS, {"id": eid, "min": "INFO", "first": 100}, token=t.token))["data"]["node"]["logs"]
     assert info["nodes"] and all(log["level"] != "DEBUG" for log in info["nodes"])

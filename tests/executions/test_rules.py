@@ -197,7 +197,7 @@ async def test_claims_are_exclusive_under_concurrency(gql, app):
     assert len(flat) == 10 and len(set(flat)) == 10
 
 
-@pytest.mark.parametrize("sql", [
+VIOLATIONS = [
     "UPDATE executions SET started_at = now()",  # PENDING with startedAt
     "UPDATE executions SET status = 'RUNNING'",  # RUNNING without startedAt
     "UPDATE executions SET status = 'COMPLETED', started_at = now()",  # finished without completedAt
@@ -205,9 +205,41 @@ async def test_claims_are_exclusive_under_concurrency(gql, app):
     "UPDATE executions SET status = 'RUNNING', started_at = now(), completed_at = now()",
     "UPDATE executions SET cost_usd = -1",
     "UPDATE executions SET status = 'DONE'",
-])
-async def test_the_database_enforces_the_status_rules(gql, db_url, sql):
+]
+
+
+async def test_the_database_enforces_the_status_rules(gql, db_url):
     t = await tenant(gql, "ida")
     await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "a"})
-    with pytest.raises(asyncpg.CheckViolationError):
-        await db_execute(db_url, sql)
+    conn = await asyncpg.connect(db_url)
+    try:
+        for sql in VIOLATIONS:
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute(sql)
+        # and the legal transitions pass
+        await conn.execute("UPDATE executions SET status = 'RUNNING', started_at = now()")
+        await conn.execute("UPDATE executions SET status = 'COMPLETED', completed_at = now(), cost_usd = 0")
+    finally:
+        await conn.close()
+
+
+async def test_execution_lists_are_free_of_n_plus_1(gql, sql_counter):
+    t = await tenant(gql, "jon")
+    q = """query($id: ID!) { node(id: $id) { ... on Project { executions(first: 50) { totalCount nodes {
+      id status prompt { name } version { number } project { slug } requestedBy { id } deployment { id }
+      feedback { rating } validationResults { name } usage { totalTokens }
+      logs(first: 5, minLevel: DEBUG) { totalCount nodes { level message } } } } } } }"""
+
+    async def count():
+        with sql_counter() as c:
+            body = await gql(q, {"id": t.project_id}, token=t.token)
+        return c.count, body["data"]["node"]["executions"]["nodes"]
+
+    for _ in range(2):
+        await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "a"})
+    few, nodes = await count()
+    assert len(nodes) == 2 and all(n["logs"]["totalCount"] == 1 for n in nodes)
+    for _ in range(5):
+        await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "a"})
+    more, nodes = await count()
+    assert len(nodes) == 7 and few == more

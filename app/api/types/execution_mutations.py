@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,9 +14,6 @@ from app.services.errors import ServiceError
 from ..errors import UserError, user_errors
 from ..relay import decode_gid_of
 from .executions import Execution, Feedback, Priority
-
-if TYPE_CHECKING:
-    from .prompt_inputs import ModelSettingsInput
 
 ModelSettingsInputRef = Annotated["ModelSettingsInput", strawberry.lazy("app.api.types.prompt_inputs")]
 #: Stands for an ID that is not ours: it matches no row, so the service reports NOT_FOUND.

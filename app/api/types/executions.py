@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -27,14 +27,6 @@ from ..pagination import Connection
 from ..relay import Node, decode_gid_of, encode_gid, register_node
 from .execution_loaders import (NO_ID, FeedbackByExecution, LogsPage, ProjectExecutionsPage, PromptExecutionsPage,
                                 StatsLoader, VisibleExecutions, levels_from)
-
-if TYPE_CHECKING:
-    from .deployments import Deployment
-    from .identity import ApiKey, User
-    from .projects import Project
-    from .prompt_content import ModelSettings
-    from .prompts import Prompt, PromptVersion
-    from .validations import ValidationResult, ValidationStatus
 
 ProjectRef = Annotated["Project", strawberry.lazy("app.api.types.projects")]
 PromptRef = Annotated["Prompt", strawberry.lazy("app.api.types.prompts")]
