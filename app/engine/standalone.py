@@ -31,17 +31,20 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
             installed[sig] = previous
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
             pass
-    runtime = await start_runtime(settings, settings.database_url, http=False)
     try:
-        log.info("worker %s running %d execution tasks; stop with Ctrl-C or SIGTERM",
-                 runtime.workers.worker_id, settings.workers)
-        await stop.wait()
-        log.info("stopping: executions in progress go back to the queue")
-    finally:
+        runtime = await start_runtime(settings, settings.database_url, http=False)
         try:
-            await stop_runtime(runtime)
+            log.info("worker %s running %d execution tasks; stop with Ctrl-C or SIGTERM",
+                     runtime.workers.worker_id, settings.workers)
+            await stop.wait()
+            log.info("stopping: executions in progress go back to the queue")
         finally:
-            for sig, previous in installed.items():
-                loop.remove_signal_handler(sig)
-                if previous is not None:
-                    signal.signal(sig, previous)  # e.g. the CLI's handler, for its own cleanup
+            await stop_runtime(runtime)
+            from app.providers import aclose_providers
+
+            await aclose_providers()  # this process's provider connection pools
+    finally:
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)  # e.g. the CLI's handler, for its own cleanup
