@@ -115,8 +115,7 @@ class _Postmaster:
 
 
 def _tail(text: str, lines: int = 25) -> str:
-    rows = [row for row in text.rstrip().splitlines()]
-    return "\n".join(rows[-lines:])
+    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -193,10 +192,6 @@ class _FileLock:
             finally:
                 os.close(self._fd)
                 self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
 
 class EmbeddedPostgres:
