@@ -93,6 +93,10 @@ class Settings:
     allow_signup: bool = True
     #: Minimum password length at sign-up.
     password_min_length: int = 8
+    #: argon2id cost: iterations and memory (KiB). The defaults are RFC 9106's low-memory profile;
+    #: hashes made with other parameters are upgraded at the next log-in.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
     #: How often (seconds) lastUsedAt of a session or API key is written at most.
     last_used_resolution_seconds: int = 60
 
@@ -150,6 +154,8 @@ class Settings:
             session_ttl_hours=_int("PROMPTSTUDIO_SESSION_TTL_HOURS", 24 * 14, minimum=1),
             allow_signup=_bool("PROMPTSTUDIO_ALLOW_SIGNUP", True),
             password_min_length=_int("PROMPTSTUDIO_PASSWORD_MIN_LENGTH", 8, minimum=1),
+            argon2_time_cost=_int("PROMPTSTUDIO_ARGON2_TIME_COST", 3, minimum=1, maximum=100),
+            argon2_memory_kib=_int("PROMPTSTUDIO_ARGON2_MEMORY_KIB", 65536, minimum=1024, maximum=4 * 1024 * 1024),
             last_used_resolution_seconds=_int("PROMPTSTUDIO_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0),
             max_query_depth=_int("PROMPTSTUDIO_MAX_QUERY_DEPTH", 12, minimum=1),
             max_aliases=_int("PROMPTSTUDIO_MAX_ALIASES", 30, minimum=0),

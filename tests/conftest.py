@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
+# Cheap password hashing for tests (sign-ups are in most tests); production keeps RFC 9106's cost.
+os.environ.setdefault("PROMPTSTUDIO_ARGON2_TIME_COST", "1")
+os.environ.setdefault("PROMPTSTUDIO_ARGON2_MEMORY_KIB", "8192")
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
 import pytest
 import pytest_asyncio
 from sqlalchemy import event
@@ -28,7 +32,8 @@ from sqlalchemy import event
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = "ps_test_template"
+#: One template per test session, so concurrent pytest runs on one server do not collide.
+TEMPLATE = f"ps_test_template_{os.getpid()}"
 
 
 def _server_url(url: str, database: str) -> str:
@@ -72,7 +77,12 @@ async def template_db(pg_server) -> str:
     finally:
         await conn.close()
     await asyncio.to_thread(upgrade, pg_server(TEMPLATE))
-    return TEMPLATE
+    yield TEMPLATE
+    conn = await _admin(pg_server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @pytest_asyncio.fixture

@@ -42,7 +42,15 @@ LOGIN_FAILED = "Wrong login or password."
 #: Serialises sign-ups, so that exactly one "first user" becomes superuser.
 _SIGNUP_LOCK_KEY = 0x5053_5349_474E  # "PSSIGN"
 
-_hasher = PasswordHasher()
+def _make_hasher() -> PasswordHasher:
+    """argon2id with the cost from PROMPTSTUDIO_ARGON2_TIME_COST / PROMPTSTUDIO_ARGON2_MEMORY_KIB."""
+    from app.settings import Settings
+
+    settings = Settings.from_env()
+    return PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib)
+
+
+_hasher = _make_hasher()
 #: A hash of nobody's password with the hasher's parameters, verified when a login names no account
 #: (recomputed once if the parameters change, so the work stays the same as for a real account).
 _dummy_hash = "$argon2id$v=19$m=65536,t=3,p=4$9bEwD2iJn+lyCWduEiNSAA$oG3266n2FYiqN4KuM4ki4arV1CezjBhvxtlzzxZQlvs"

@@ -161,12 +161,15 @@ async def test_outdated_hash_is_upgraded_on_log_in(gql, db_url):
     from argon2 import PasswordHasher
 
     _, uid = await signup(gql, "henry")
-    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(DEFAULT_PASSWORD)
+    from app.services import identity
+
+    weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(DEFAULT_PASSWORD)
     async with sql(db_url) as conn:
         await conn.execute("UPDATE users SET password_hash = $1 WHERE id = $2", weak, raw_uuid(uid))
     await login(gql, "henry")
     async with sql(db_url) as conn:
         upgraded = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", raw_uuid(uid))
     assert upgraded != weak and upgraded.startswith("$argon2id$")
-    assert not PasswordHasher().check_needs_rehash(upgraded)
+    assert identity._hasher.check_needs_rehash(weak)
+    assert not identity._hasher.check_needs_rehash(upgraded)  # the configured cost now
     await login(gql, "henry")  # and the new hash verifies
