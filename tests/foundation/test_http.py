@@ -76,3 +76,47 @@ async def test_invalid_bearer_is_reported(client):
                           headers={"Authorization": "Bearer pss_not-a-real-token"})
     assert r.status_code == 200  # reads still answer (as anonymous): node is simply null
     assert r.json()["data"] == {"node": None}
+
+
+async def test_depth_limit(client):
+    def nested(levels: int) -> str:
+        inner = "id"
+        for _ in range(levels):
+            inner = f"projects {{ nodes {{ members {{ nodes {{ user {{ {inner} }} }} }} }} }}"
+        return "{ viewer { " + inner + " } }"
+
+    body = (await client.post("/graphql", json={"query": nested(3)})).json()  # depth 17
+    assert any("exceeds maximum operation depth of 12" in e["message"] for e in body["errors"]), body
+    body = (await client.post("/graphql", json={"query": nested(2)})).json()  # depth 12
+    assert "errors" not in body, body
+    assert body["data"] == {"viewer": None}
+
+
+async def test_unexpected_errors_are_masked_and_logged(caplog):
+    """The masking extension on a schema with a failing resolver: the client sees no internals."""
+    import strawberry
+
+    from app.api.extensions import MaskInternalErrors
+    from app.api.errors import BadRequest
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def boom(self) -> int:
+            raise RuntimeError("secret detail: password=hunter2")
+
+        @strawberry.field
+        def expected(self) -> int:
+            raise BadRequest("`first` must not be negative")
+
+    class Ctx:
+        request_id = "req-123"
+
+    schema = strawberry.Schema(Query, extensions=[MaskInternalErrors])
+    result = await schema.execute("{ boom }", context_value=Ctx())
+    err = result.errors[0]
+    assert err.message == "Internal server error"
+    assert err.extensions == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-123"}
+    assert "hunter2" in caplog.text and "req-123" in caplog.text
+    result = await schema.execute("{ expected }", context_value=Ctx())
+    assert result.errors[0].message == "`first` must not be negative"
