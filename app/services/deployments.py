@@ -1,0 +1,411 @@
+"""Deployments: which versions of a prompt serve an environment, and with what share of its traffic.
+
+Writes
+------
+``deploy_version`` serves one version at 100 %; ``set_traffic_split`` serves several versions of
+one prompt with percentages that add up to 100; ``undeploy`` stops serving the environment. A
+change never edits a row: it retires the environment's active rows (``retired_at``,
+``retired_by_id``) and inserts new ones, all in one transaction, so the table is the history of
+who served what and when. Concurrent changes of one prompt are serialised by locking the prompt
+row (``SELECT … FOR UPDATE``); timestamps are read from the database clock *after* the lock is
+held, so a change never retires rows "before" they were deployed.
+
+Resolving (the hot path)
+------------------------
+``resolve_prompt`` answers "which version should this caller use in this environment right now?"
+with ONE SQL statement: the project (its environments, default environment and — for users — the
+caller's role), the prompt by name, its active deployments in the environment (through the partial
+index ``ix_deployments_active``) and their versions, plus the latest version when asked to fall back.
+
+Buckets. With a subject key, the bucket (0..99) is::
+
+    int.from_bytes(sha256(f"{prompt_id}:{environment}:{subject_key}".encode("utf-8")).digest()[:8], "big") % 100
+
+where ``prompt_id`` is the prompt's UUID in its canonical lower-case hyphenated form (the part
+after ``Prompt:`` in its decoded global ID) and ``environment`` is the environment actually used
+(after defaulting). Without a subject key the bucket is random (``secrets.randbelow(100)``).
+The environment's active deployments are walked in order of (deployed_at, version number, id) —
+all rows of one split share deployed_at, so in practice by version number — adding up their
+percentages; the first deployment whose cumulative percentage exceeds the bucket is chosen. A
+70/30 split of versions 1 and 2 gives buckets 0..69 to version 1 and 70..99 to version 2. The
+same subject therefore gets the same version while the split is unchanged, and when the split
+changes only the buckets whose range moved change version.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, func, null, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from app.db.models import Deployment, Project, ProjectMember, Prompt, PromptVersion
+from app.db.models.enums import ProjectRole, PromptStatus
+
+from .access import Action, allowed, visible
+from .audit import AuditNote, audited
+from .errors import ServiceError, conflict, invalid, many, not_found
+from .principal import Principal
+from .projects import require_noted
+
+#: A split has at most this many versions (each needs at least 1 %).
+MAX_SPLITS = 100
+
+
+# ------------------------------------------------------------------ buckets
+
+
+def bucket_for(prompt_id: uuid.UUID | str, environment: str, subject_key: str | None) -> int:
+    """The traffic bucket 0..99 of a subject: stable for a subject key, random without one."""
+    if subject_key is None:
+        return secrets.randbelow(100)
+    digest = hashlib.sha256(f"{prompt_id}:{environment}:{subject_key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def choose(deployments: Sequence[Deployment], bucket: int) -> Deployment | None:
+    """The deployment whose cumulative percentage range holds ``bucket``.
+
+    ``deployments`` must be the environment's active rows in resolve order (see
+    :func:`resolve_order`). Their percentages add up to 100; should they not (a hand-edited
+    database), buckets past the total go to the last deployment.
+    """
+    cumulative = 0
+    for d in deployments:
+        cumulative += d.traffic_percentage
+        if bucket < cumulative:
+            return d
+    return deployments[-1] if deployments else None
+
+
+def resolve_order(pairs: Sequence[tuple[Deployment, PromptVersion]]) -> list[tuple[Deployment, PromptVersion]]:
+    """Sort (deployment, version) pairs in the order buckets are assigned."""
+    return sorted(pairs, key=lambda p: (p[0].deployed_at, p[1].number, str(p[0].id)))
+
+
+async def active_deployments(session: AsyncSession, prompt_id: uuid.UUID,
+                             environment: str) -> list[tuple[Deployment, PromptVersion]]:
+    """The active (deployment, version) pairs of one prompt and environment, in resolve order.
+
+    One statement, using ``ix_deployments_active``. For callers that already hold the prompt
+    (e.g. executing a prompt by environment); access checks are theirs.
+    """
+    rows = (await session.execute(
+        select(Deployment, PromptVersion)
+        .join(PromptVersion, PromptVersion.id == Deployment.version_id)
+        .where(Deployment.prompt_id == prompt_id, Deployment.environment == environment,
+               Deployment.retired_at.is_(None))
+        .order_by(Deployment.deployed_at, PromptVersion.number, Deployment.id))).all()
+    return [(d, v) for d, v in rows]
+
+
+# ------------------------------------------------------------------ resolving
+
+
+class UnknownEnvironment(ServiceError):
+    """resolve_prompt was asked for an environment the project does not have."""
+
+    def __init__(self, environment: str, environments: Sequence[str]):
+        super().__init__("INVALID", f"Unknown environment {environment!r}; this project's environments are: "
+                                    f"{', '.join(environments)}.", ["environment"])
+        self.environments = list(environments)
+
+
+@dataclass
+class Resolution:
+    prompt: Prompt
+    version: PromptVersion
+    #: None when the answer fell back to the latest version.
+    deployment: Deployment | None
+    environment: str
+    bucket: int
+    #: Every active (deployment, version) of the environment, in resolve order.
+    active: list[tuple[Deployment, PromptVersion]]
+
+
+def _may_read(principal: Principal, project_id: uuid.UUID, role: str | None) -> bool:
+    r = ProjectRole(role) if role else None
+    return visible(principal, r, project_id) and allowed(principal, r, project_id, Action.READ_PROMPTS)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_statement(by_user: bool, env_given: bool, fallback: bool):
+    """The one resolve statement, built once per shape (then only its parameters change).
+
+    Columns: project environments, default environment, the caller's role (users only), then the
+    Prompt, Deployment and PromptVersion entities, and the latest version when ``fallback``. One
+    row per active deployment (or one row with NULLs when there is none or no such prompt); no row
+    when the project does not exist. Parameters: project_id, name, environment (when
+    ``env_given``), user_id (when ``by_user``).
+    """
+    version = aliased(PromptVersion, name="v")
+    if by_user:
+        role_col = (select(ProjectMember.role)
+                    .where(ProjectMember.project_id == Project.id,
+                           ProjectMember.user_id == bindparam("user_id", type_=ProjectMember.user_id.type))
+                    .scalar_subquery())
+    else:
+        role_col = null()
+    env_col = bindparam("environment", type_=Deployment.environment.type) if env_given \
+        else Project.default_environment
+    stmt = (select(Project.environments, Project.default_environment, role_col.label("role"), Prompt, Deployment,
+                   version)
+            .select_from(Project)
+            .outerjoin(Prompt, and_(Prompt.project_id == Project.id,
+                                    Prompt.name == bindparam("name", type_=Prompt.name.type)))
+            .outerjoin(Deployment, and_(Deployment.prompt_id == Prompt.id, Deployment.environment == env_col,
+                                        Deployment.retired_at.is_(None)))
+            .outerjoin(version, version.id == Deployment.version_id))
+    if fallback:
+        latest = aliased(PromptVersion, name="lv")
+        stmt = stmt.add_columns(latest).outerjoin(
+            latest, and_(Deployment.id.is_(None), latest.prompt_id == Prompt.id,
+                         latest.number == Prompt.latest_version))
+    return (stmt.where(Project.id == bindparam("project_id", type_=Project.id.type))
+            .order_by(Deployment.deployed_at, version.number, Deployment.id))
+
+
+async def resolve_prompt(session: AsyncSession, principal: Principal, project_id: uuid.UUID, name: str, *,
+                         environment: str | None = None, subject_key: str | None = None,
+                         fallback_to_latest: bool = False) -> Resolution | None:
+    """The version ``principal`` should use for prompt ``name`` of a project in an environment.
+
+    None when the project or prompt does not exist or is not readable (READ_PROMPTS), or when
+    nothing is deployed in the environment and ``fallback_to_latest`` is false. Raises
+    :class:`UnknownEnvironment` (only to callers who may read the project) for an environment
+    the project does not have. One SQL statement; see the module docstring for the buckets.
+    """
+    if not principal.is_authenticated:
+        return None
+    if principal.kind == "api_key" and principal.api_key_project_id != project_id:
+        return None
+    by_user = principal.kind == "user" and principal.user_id is not None
+    params: dict = {"project_id": project_id, "name": name}
+    if environment is not None:
+        params["environment"] = environment
+    if by_user:
+        params["user_id"] = principal.user_id
+    stmt = _resolve_statement(by_user, environment is not None, bool(fallback_to_latest))
+    rows = (await session.execute(stmt, params)).all()
+    if not rows:
+        return None
+    first = rows[0]
+    environments, default_environment, role = first[0], first[1], first[2]
+    if not _may_read(principal, project_id, role):
+        return None
+    env = environment if environment is not None else default_environment
+    if env not in environments:
+        raise UnknownEnvironment(env, environments)
+    prompt: Prompt | None = first[3]
+    if prompt is None:
+        return None
+    active = [(r[4], r[5]) for r in rows if r[4] is not None and r[5] is not None]
+    bucket = bucket_for(prompt.id, env, subject_key)
+    chosen = choose([d for d, _ in active], bucket)
+    if chosen is not None:
+        chosen_version = next(v for d, v in active if d is chosen)
+        return Resolution(prompt, chosen_version, chosen, env, bucket, active)
+    fallback = first[6] if fallback_to_latest else None
+    if fallback is None:
+        return None
+    return Resolution(prompt, fallback, None, env, bucket, active)
+
+
+# ------------------------------------------------------------------ changing deployments
+
+
+@dataclass(frozen=True)
+class SplitItem:
+    """One entry of a traffic split as given by the caller (None: an ID that could not be read)."""
+
+    version_id: uuid.UUID | None
+    percentage: int
+
+
+async def _require_prompt(session: AsyncSession, principal: Principal, note: AuditNote, prompt: Prompt | None,
+                          field: list[str], what: str) -> Project:
+    """Check WRITE_PROMPTS on the prompt's project; fill the audit note's project when visible."""
+    if prompt is None:
+        raise not_found(f"No {what} with this ID.", field)
+    # Files the project on the note when visible: denials belong in the project's audit log.
+    project = await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS, field=field,
+                                  what=what)
+    note.resource_type = "prompt"
+    note.resource_id = prompt.id
+    return project
+
+
+async def _lock_prompt(session: AsyncSession, prompt_id: uuid.UUID) -> Prompt:
+    """Lock the prompt row for the rest of the transaction; concurrent changes of it wait here."""
+    return (await session.execute(
+        select(Prompt).where(Prompt.id == prompt_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar_one()
+
+
+def _check_deployable(prompt: Prompt, field: list[str]) -> None:
+    if prompt.status == PromptStatus.ARCHIVED.value:
+        raise conflict(f"Prompt {prompt.name!r} is archived, and archived prompts cannot be deployed; restore it "
+                       "first (updatePrompt with status DRAFT or PUBLISHED).", field)
+
+
+def _environment_error(project: Project, environment: str, field: list[str]) -> ServiceError | None:
+    if environment in project.environments:
+        return None
+    return invalid(f"Unknown environment {environment!r}; this project's environments are: "
+                   f"{', '.join(project.environments)}.", field)
+
+
+def _describe(pairs: Sequence[tuple[Deployment, PromptVersion]]) -> list[dict]:
+    return [{"version": v.number, "versionId": str(v.id), "percentage": d.traffic_percentage} for d, v in pairs]
+
+
+async def _replace(session: AsyncSession, principal: Principal, note: AuditNote, prompt: Prompt, environment: str,
+                   wanted: Sequence[tuple[PromptVersion, int]]) -> list[Deployment]:
+    """Retire the environment's active rows and insert ``wanted`` (nothing changes if it is the same split)."""
+    current = await active_deployments(session, prompt.id, environment)
+    before = _describe(current)
+    note.details.update({"environment": environment, "promptName": prompt.name, "previous": before})
+    same = (sorted((v.id, d.traffic_percentage) for d, v in current)
+            == sorted((v.id, pct) for v, pct in wanted))
+    if same:
+        note.details.update({"versions": [v.number for v, _ in wanted],
+                             "percentages": [pct for _, pct in wanted], "unchanged": True})
+        return [d for d, _ in current]
+    now: datetime = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+    if current:
+        await session.execute(
+            update(Deployment)
+            .where(Deployment.id.in_([d.id for d, _ in current]))
+            .values(retired_at=now, retired_by_id=principal.user_id))
+    rows = [Deployment(prompt_id=prompt.id, version_id=v.id, environment=environment, traffic_percentage=pct,
+                       deployed_by_id=principal.user_id, deployed_at=now, retired_at=None, retired_by_id=None)
+            for v, pct in sorted(wanted, key=lambda item: item[0].number)]
+    session.add_all(rows)
+    await session.flush()
+    note.details.update({"versions": [v.number for v, _ in wanted], "percentages": [pct for _, pct in wanted],
+                         "retired": len(current)})
+    return rows
+
+
+async def _versions_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[PromptVersion, Prompt]]:
+    if not ids:
+        return {}
+    rows = (await session.execute(
+        select(PromptVersion, Prompt).join(Prompt, Prompt.id == PromptVersion.prompt_id)
+        .where(PromptVersion.id.in_(list(set(ids)))))).all()
+    return {v.id: (v, p) for v, p in rows}
+
+
+async def deploy_version(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                         version_id: uuid.UUID | None, environment: str) -> list[Deployment]:
+    """Serve one version at 100 % of an environment; returns the environment's active deployments."""
+    field = ["input", "versionId"]
+
+    async def run(session: AsyncSession, note: AuditNote) -> list[Deployment]:
+        found = (await _versions_by_id(session, [version_id])) if version_id else {}
+        version, prompt = found.get(version_id, (None, None)) if version_id else (None, None)
+        project = await _require_prompt(session, principal, note, prompt, field, "version")
+        prompt = await _lock_prompt(session, prompt.id)
+        _check_deployable(prompt, field)
+        error = _environment_error(project, environment, ["input", "environment"])
+        if error:
+            raise error
+        return await _replace(session, principal, note, prompt, environment, [(version, 100)])
+
+    return await audited(sessionmaker, principal, "deployment.set", run)
+
+
+async def set_traffic_split(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                            prompt_id: uuid.UUID | None, environment: str,
+                            splits: Sequence[SplitItem]) -> list[Deployment]:
+    """Serve several versions of one prompt with percentages adding up to 100, atomically.
+
+    Every problem with the input is reported at once (unknown environment, percentages out of
+    1..100 or not adding up to 100, duplicate versions, versions of another prompt).
+    """
+    field = ["input", "promptId"]
+
+    async def run(session: AsyncSession, note: AuditNote) -> list[Deployment]:
+        prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+        project = await _require_prompt(session, principal, note, prompt, field, "prompt")
+        prompt = await _lock_prompt(session, prompt.id)
+        _check_deployable(prompt, field)
+        errors: list[ServiceError] = []
+        env_error = _environment_error(project, environment, ["input", "environment"])
+        if env_error:
+            errors.append(env_error)
+        if not splits:
+            errors.append(invalid("Give at least one version and its percentage; to stop serving the environment "
+                                  "use undeployPrompt.", ["input", "splits"]))
+        elif len(splits) > MAX_SPLITS:
+            errors.append(invalid(f"A split has at most {MAX_SPLITS} versions; {len(splits)} given.",
+                                  ["input", "splits"]))
+        if not splits or len(splits) > MAX_SPLITS:
+            raise many(errors)
+        found = await _versions_by_id(session, [s.version_id for s in splits if s.version_id])
+        wanted: list[tuple[PromptVersion, int]] = []
+        seen: dict[uuid.UUID, int] = {}
+        for i, item in enumerate(splits):
+            at = ["input", "splits", str(i)]
+            if not 1 <= item.percentage <= 100:
+                errors.append(invalid(f"percentage must be between 1 and 100; got {item.percentage}.",
+                                      at + ["percentage"]))
+            version, owner = found.get(item.version_id, (None, None)) if item.version_id else (None, None)
+            if version is None or owner.project_id != project.id:
+                errors.append(not_found("No version with this ID.", at + ["versionId"]))
+                continue
+            if owner.id != prompt.id:
+                errors.append(invalid(f"This is version {version.number} of prompt {owner.name!r}, not of "
+                                      f"{prompt.name!r}; a traffic split serves versions of one prompt.",
+                                      at + ["versionId"]))
+                continue
+            if version.id in seen:
+                errors.append(invalid(f"Version {version.number} appears more than once (entries {seen[version.id]} "
+                                      f"and {i}); list each version once.", at + ["versionId"]))
+                continue
+            seen[version.id] = i
+            wanted.append((version, item.percentage))
+        total = sum(s.percentage for s in splits)
+        if total != 100:
+            errors.append(invalid(f"The percentages add up to {total}; they must add up to 100.",
+                                  ["input", "splits"]))
+        if errors:
+            raise many(errors)
+        return await _replace(session, principal, note, prompt, environment, wanted)
+
+    return await audited(sessionmaker, principal, "deployment.split", run)
+
+
+async def undeploy(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+                   prompt_id: uuid.UUID | None, environment: str) -> list[Deployment]:
+    """Stop serving a prompt in an environment: retire its active rows. Returns [] (nothing is active after).
+
+    Undeploying an environment where nothing is deployed is not an error (nothing changes).
+    Archived prompts may be undeployed.
+    """
+    field = ["input", "promptId"]
+
+    async def run(session: AsyncSession, note: AuditNote) -> list[Deployment]:
+        prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+        project = await _require_prompt(session, principal, note, prompt, field, "prompt")
+        prompt = await _lock_prompt(session, prompt.id)
+        error = _environment_error(project, environment, ["input", "environment"])
+        if error:
+            raise error
+        current = await active_deployments(session, prompt.id, environment)
+        note.details.update({"environment": environment, "promptName": prompt.name, "previous": _describe(current),
+                             "retired": len(current)})
+        if current:
+            now = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+            await session.execute(
+                update(Deployment).where(Deployment.id.in_([d.id for d, _ in current]))
+                .values(retired_at=now, retired_by_id=principal.user_id))
+        return []
+
+    return await audited(sessionmaker, principal, "deployment.undeploy", run)
