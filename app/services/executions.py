@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -256,6 +256,9 @@ async def execute_prompt(sessionmaker: async_sessionmaker[AsyncSession], princip
             version = await _latest_version(session, prompt)
         rendered = await _render(version, req.variables)
         model_settings = _merge_model_settings(version, req.model_settings, settings)
+        # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                              {"key": f"execution-cap:{project.id}"})
         if await queued_count(session, project.id) >= settings.max_queued_per_project:
             raise limit_exceeded(
                 f"This project already has {settings.max_queued_per_project} executions queued or running, the "

@@ -98,6 +98,12 @@ async def test_backpressure_limit(gql, make_app, db_url):
             await db_execute(db_url, "UPDATE executions SET status = 'CANCELLED', started_at = now(), "
                                      "completed_at = now() WHERE id = (SELECT id FROM executions LIMIT 1)")
             await execute_ok(capped_gql, t.token, promptId=t.prompt_id, variables={"name": "a"})
+            # racing requests cannot overshoot the cap (the check is serialised per project)
+            await db_execute(db_url, "UPDATE executions SET status = 'CANCELLED', started_at = now(), "
+                                     "completed_at = now() WHERE status = 'PENDING'")
+            results = await asyncio.gather(*[
+                execute(capped_gql, t.token, promptId=t.prompt_id, variables={"name": "a"}) for _ in range(8)])
+            assert sorted(bool(r["execution"]) for r in results) == [False] * 5 + [True] * 3
 
 
 async def test_permissions_and_audit(gql, db_url):
