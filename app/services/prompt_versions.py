@@ -21,13 +21,12 @@ from app.db.models import Prompt, PromptVersion
 from app.db.models.enums import PromptStatus
 from app.templating import PromptContent, VariableSpec
 
-from . import access
 from .access import Action
 from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
 from .principal import Principal
 from .prompts import (check_commit_message, check_content, check_name, content_of, finish_write, insert_prompt,
-                      new_version, prompt_for, version_values)
+                      new_version, project_for, prompt_for, version_values)
 
 
 async def _latest(session: AsyncSession, prompt: Prompt) -> PromptVersion:
@@ -64,8 +63,7 @@ async def create_prompt_version(session: AsyncSession, note: AuditNote, principa
     archived.
     """
     prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "promptId"],
-                              lock=True)
-    note.project_id, note.resource_type = prompt.project_id, "PromptVersion"
+                              lock=True, note=note, resource_type="PromptVersion")
     errors: list[ServiceError] = []
     commit_message, err = check_commit_message(commit_message, ["input", "commitMessage"])
     errors += [err] if err else []
@@ -101,8 +99,7 @@ async def rollback_prompt(session: AsyncSession, note: AuditNote, principal: Pri
     latest version's (nothing would change) or when the prompt is archived.
     """
     prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "promptId"],
-                              lock=True)
-    note.project_id, note.resource_type = prompt.project_id, "PromptVersion"
+                              lock=True, note=note, resource_type="PromptVersion")
     commit_message, err = check_commit_message(commit_message, ["input", "commitMessage"])
     if err:
         raise err
@@ -137,10 +134,9 @@ async def fork_prompt(session: AsyncSession, note: AuditNote, principal: Princip
     if source is None:
         raise not_found("No prompt version with this ID.", ["input", "versionId"])
     source_prompt = await prompt_for(session, principal, source.prompt_id, Action.READ_PROMPTS,
-                                     ["input", "versionId"])
-    project = await access.require(session, principal, project_id, Action.WRITE_PROMPTS,
-                                   field=["input", "projectId"])
-    note.project_id, note.resource_type = project.id, "Prompt"
+                                     ["input", "versionId"], note=note)
+    note.resource_id = None
+    project = await project_for(session, principal, project_id, Action.WRITE_PROMPTS, ["input", "projectId"], note)
     name, err = check_name(name, ["input", "name"])
     if err:
         raise err

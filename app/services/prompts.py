@@ -174,20 +174,51 @@ def new_version(prompt: Prompt, number: int, values: dict[str, Any], principal: 
 # ------------------------------------------------------------------ loading with permission checks
 
 async def prompt_for(session: AsyncSession, principal: Principal, prompt_id: uuid.UUID | None, action: Action,
-                     field: list[str], *, lock: bool = False) -> Prompt:
+                     field: list[str], *, lock: bool = False, note: AuditNote | None = None,
+                     resource_type: str = "Prompt") -> Prompt:
     """The prompt, if the principal may do ``action`` with it; NOT_FOUND when missing or not visible.
 
     ``lock``: re-read it ``FOR UPDATE`` after the check (version numbering serialises on this row).
+    ``note``: given, it is told the prompt's project (and, for ``resource_type`` Prompt, the prompt)
+    before the check, so that refused attempts are in the project's audit log too.
     """
     prompt = await session.get(Prompt, prompt_id) if prompt_id is not None else None
     if prompt is None:
         raise not_found("No prompt with this ID.", field)
-    await access.require(session, principal, prompt.project_id, action, field=field, what="prompt")
+    if note is not None:
+        note.project_id, note.resource_type = prompt.project_id, resource_type
+        if resource_type == "Prompt":
+            note.resource_id = prompt.id
+    try:
+        await access.require(session, principal, prompt.project_id, action, field=field, what="prompt")
+    except ServiceError as exc:
+        # Whoever may not even read the project's prompts must not learn that this one exists.
+        if exc.code == "FORBIDDEN" and not access.allowed(
+                principal, await access.role_in(session, principal, prompt.project_id), prompt.project_id,
+                Action.READ_PROMPTS):
+            raise not_found("No prompt with this ID.", field) from None
+        raise
     if lock:
         prompt = (await session.execute(
             select(Prompt).where(Prompt.id == prompt.id).with_for_update()
             .execution_options(populate_existing=True))).scalar_one()
     return prompt
+
+
+async def project_for(session: AsyncSession, principal: Principal, project_id: uuid.UUID | None, action: Action,
+                      field: list[str], note: AuditNote):
+    """The project, if the principal may do ``action`` there (access.require), telling ``note`` about it.
+
+    A refused attempt in a project the principal can see is recorded in that project's audit log.
+    """
+    try:
+        project = await access.require(session, principal, project_id, action, field=field)
+    except ServiceError as exc:
+        if exc.code == "FORBIDDEN":
+            note.project_id = project_id
+        raise
+    note.project_id = project.id
+    return project
 
 
 async def insert_prompt(session: AsyncSession, *, project_id: uuid.UUID, name: str, field: list[str],
@@ -221,9 +252,8 @@ async def create_prompt(session: AsyncSession, note: AuditNote, principal: Princ
                         tags: Sequence[Any] | None = None,
                         commit_message: Any = None) -> tuple[Prompt, PromptVersion]:
     """A new prompt and its version 1, in the caller's transaction (audited as prompt.create)."""
-    project = await access.require(session, principal, project_id, Action.WRITE_PROMPTS,
-                                   field=["input", "projectId"])
-    note.project_id, note.resource_type = project.id, "Prompt"
+    note.resource_type = "Prompt"
+    project = await project_for(session, principal, project_id, Action.WRITE_PROMPTS, ["input", "projectId"], note)
     errors: list[ServiceError] = []
     name, err = check_name(name, ["input", "name"])
     errors += [err] if err else []
@@ -260,8 +290,7 @@ async def update_prompt(session: AsyncSession, note: AuditNote, principal: Princ
     Status PUBLISHED sets publishedAt the first time; ARCHIVED hides the prompt from default
     listings and stops deployments and executions of it; DRAFT or PUBLISHED restores it.
     """
-    prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "id"])
-    note.project_id, note.resource_type, note.resource_id = prompt.project_id, "Prompt", prompt.id
+    prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "id"], note=note)
     errors: list[ServiceError] = []
     changes: dict[str, Any] = {}
     if description is not UNSET:
@@ -298,8 +327,7 @@ async def delete_prompt(session: AsyncSession, note: AuditNote, principal: Princ
                         prompt_id: uuid.UUID | None) -> uuid.UUID:
     """Delete a prompt and everything under it (versions, deployments, validations, executions:
     the foreign keys cascade). OWNER and ADMIN only."""
-    prompt = await prompt_for(session, principal, prompt_id, Action.DELETE_PROMPTS, ["input", "id"])
-    note.project_id, note.resource_type, note.resource_id = prompt.project_id, "Prompt", prompt.id
+    prompt = await prompt_for(session, principal, prompt_id, Action.DELETE_PROMPTS, ["input", "id"], note=note)
     note.details = {"name": prompt.name, "versions": prompt.latest_version}
     await session.execute(delete(Prompt).where(Prompt.id == prompt.id))
     return prompt.id

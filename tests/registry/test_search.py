@@ -6,7 +6,6 @@ import re
 from sqlalchemy import event, text
 
 from app.api.relay import decode_gid_of
-from app.services.search import refresh_search
 
 from tests.registry.util import UPDATE, commit, create_prompt, make_world, ok
 

@@ -20,6 +20,10 @@ async def test_versions_are_numbered_without_gaps_and_never_change(gql):
     assert [v2["number"], v3["number"]] == [2, 3]
     assert v2["previous"] == {"number": 1} and v2["commitMessage"] == "add b" and v3["isLatest"]
 
+    picked = (await gql("""query($id: ID!) { node(id: $id) { ... on Prompt { v2: version(number: 2) { number
+        template } v0: version(number: 0) { number } v9: version(number: 9) { number } } } }""", {"id": pid},
+                        token=w.alice))["data"]["node"]
+    assert picked == {"v2": {"number": 2, "template": "two {{a}} {{b}}"}, "v0": None, "v9": None}
     data = (await gql(VERSIONS, {"id": pid}, token=w.alice))["data"]["node"]
     assert data["versionCount"] == 3 and data["latestVersion"]["number"] == 3
     conn = data["versions"]

@@ -6,7 +6,7 @@ in one audited transaction; expected problems come back as ``userErrors`` with t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -20,9 +20,6 @@ from ..errors import UserError, user_errors
 from ..relay import decode_gid_of, encode_gid
 from .prompt_inputs import (CreatePromptInput, CreatePromptVersionInput, DeletePromptInput, ForkPromptInput,
                             RollbackPromptInput, UpdatePromptInput, given)
-
-if TYPE_CHECKING:
-    from .prompts import Prompt, PromptVersion
 
 PromptRef = Annotated["Prompt", strawberry.lazy("app.api.types.prompts")]
 VersionRef = Annotated["PromptVersion", strawberry.lazy("app.api.types.prompts")]

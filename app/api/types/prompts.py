@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -26,7 +26,7 @@ from app.templating.diff import diff_contents
 from ..child_pages import child_connection
 from ..errors import BadRequest
 from ..pagination import Connection
-from ..relay import MAX_PAGE, Node, PaginationError, decode_gid_of, encode_gid, register_node
+from ..relay import MAX_PAGE, Node, decode_gid_of, encode_gid, register_node
 from .deployments import PromptDeploymentFields, VersionDeploymentFields
 from .executions import PromptExecutionFields, VersionExecutionFields
 from .prompt_content import (ChatMessageTemplate, DiffHunk, DiffLineKind, ModelSettings, OrderDirection, PromptKind,
@@ -36,10 +36,6 @@ from .prompt_inputs import PromptFilter, PromptOrder, filter_spec
 from .prompt_loaders import (PROMPT_PAGES, ProjectTags, PromptByName, VersionByNumber, VersionsPage, VisiblePrompts,
                              VisibleVersions, check_cursor)
 from .validations import PromptValidationFields
-
-if TYPE_CHECKING:
-    from .identity import User
-    from .projects import Project
 
 UserRef = Annotated["User", strawberry.lazy("app.api.types.identity")]
 ProjectRef = Annotated["Project", strawberry.lazy("app.api.types.projects")]
@@ -112,8 +108,15 @@ class Prompt(PromptDeploymentFields, PromptValidationFields, PromptExecutionFiel
     async def versions(self, info: Info, first: int | None = 20,
                        after: str | None = None) -> Connection["PromptVersion"]:
         check_cursor(after, "NUMBER")
-        return await child_connection(info, VersionsPage, self.row.id, first=first, after=after,
+        conn = await child_connection(info, VersionsPage, self.row.id, first=first, after=after,
                                       wrap=PromptVersion.from_row)
+        latest = self.row.latest_version
+
+        async def count() -> int:  # versions are numbered without gaps and never deleted one by one
+            return latest
+
+        conn._count = count
+        return conn
 
     @strawberry.field(description="Versions are numbered 1, 2, 3, ... without gaps: this is the latest number.")
     def version_count(self) -> int:
@@ -270,7 +273,15 @@ class ProjectPromptFields:
         if not await info.context.can(project_id, Action.READ_PROMPTS):
             return Connection.empty()
         cls = PROMPT_PAGES[(field, descending)]
-        return await child_connection(info, cls, project_id, first=first, after=after, wrap=Prompt.from_row,
+        ctx = info.context
+        # Later fields (Prompt.project, PromptVersion.prompt) find these rows without querying again.
+        ctx.by_id(models.Project).prime(project_id, self.row)  # type: ignore[attr-defined]
+
+        def wrap(row: models.Prompt) -> Prompt:
+            ctx.by_id(models.Prompt).prime(row.id, row)
+            return Prompt.from_row(row)
+
+        return await child_connection(info, cls, project_id, first=first, after=after, wrap=wrap,
                                       args=(filter_spec(filter),))
 
     @strawberry.field(description="The prompt of this name (exact), whatever its status; null when there is none "
@@ -346,5 +357,4 @@ QUERIES: list = [PromptQuery]
 MUTATIONS: list = [PromptMutation]
 EXTRA_TYPES: list = [Prompt, PromptVersion, VariableType, DiffLineKind]
 
-__all__ = ["Prompt", "PromptVersion", "PromptVersionDiff", "PromptSearchHit", "ProjectPromptFields",
-           "PaginationError"]
+__all__ = ["Prompt", "PromptVersion", "PromptVersionDiff", "PromptSearchHit", "ProjectPromptFields"]
