@@ -2,12 +2,17 @@
 
 Every server process (``serve`` or ``worker``) may host subscribers. The bus holds one asyncpg
 connection LISTENing on ``ps_exec``; each notification is routed to the subscribers of that
-execution and of that project. A subscriber's queue is bounded
-(``PROMPTSTUDIO_SUBSCRIBER_BUFFER``): a subscriber that falls that far behind is marked
-``overflowed`` and its subscription ends with an error telling it so — it never blocks the bus,
-other subscribers or the workers. Notifications are only hints ("something happened, up to
-sequence s"): subscribers read the events themselves from ``execution_events``, so none is lost
-to reordering, and a reconnect of the LISTEN connection simply tells everyone to catch up.
+execution and of that project. Notifications are only hints ("execution e reached event s"):
+subscribers read the events themselves from ``execution_events``, so none is lost to
+coalescing, and a reconnect of the LISTEN connection simply tells everyone to catch up
+(a ``RESYNC`` notice).
+
+A subscriber's backlog is bounded (``PROMPTSTUDIO_SUBSCRIBER_BUFFER`` notices it has not taken
+yet). Offering never blocks: a subscriber that falls further behind is marked ``overflowed``
+and woken, and its subscription ends with an error telling it so — it never slows the bus,
+other subscribers or the workers. A subscriber may also name the event types it cares about
+(a project monitor wants status changes, not output deltas); other notices are dropped before
+they take any room.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +32,9 @@ from app.db.engine import plain_url
 from .emit import EXEC_CHANNEL
 
 log = logging.getLogger("promptstudio.events")
+
+#: Seconds between checks that the idle LISTEN connection still answers.
+HEALTH_CHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,56 +55,94 @@ RESYNC = Notice(execution_id=None, project_id=None, seq=0, type="RESYNC", status
 
 @dataclass(eq=False)
 class Subscriber:
+    """The inbox of one subscription: notices not taken yet, at most ``maxsize`` of them."""
+
     execution_id: uuid.UUID | None = None
     project_id: uuid.UUID | None = None
     maxsize: int = 1000
-    queue: asyncio.Queue = field(init=False)
+    #: Event types to keep (None: all). RESYNC always gets through.
+    types: frozenset[str] | None = None
     overflowed: bool = False
-
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.maxsize)
+    #: A RESYNC is waiting to be taken (it takes no room and never overflows the inbox).
+    resync: bool = False
+    _pending: deque = field(default_factory=deque, init=False, repr=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     def offer(self, notice: Notice) -> None:
+        """Called by the bus; never blocks."""
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(notice)
-        except asyncio.QueueFull:
+        if notice.resync:
+            self.resync = True
+            self._wake.set()
+            return
+        if self.types is not None and notice.type not in self.types:
+            return
+        if len(self._pending) >= self.maxsize:
             self.overflowed = True
-            log.warning("subscriber of %s fell more than %d events behind; closing it",
-                        self.execution_id or self.project_id, self.maxsize)
-            # wake the subscriber so it notices at once
-            try:
-                self.queue.get_nowait()
-                self.queue.put_nowait(RESYNC)
-            except (asyncio.QueueEmpty, asyncio.QueueFull):
-                pass
+            self._pending.clear()
+            log.warning("subscriber of %s %s fell more than %d events behind; closing it",
+                        "execution" if self.execution_id else "project", self.execution_id or self.project_id,
+                        self.maxsize)
+            self._wake.set()  # wake it, so it notices at once
+            return
+        self._pending.append(notice)
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
 
     async def next_batch(self, timeout: float | None = None) -> list[Notice]:
-        """Wait for at least one notice, then take all that are queued (coalescing bursts)."""
-        if timeout is None:
-            first = await self.queue.get()
-        else:
-            first = await asyncio.wait_for(self.queue.get(), timeout)
-        batch = [first]
-        while True:
+        """Wait for notices, then take all that are waiting (bursts coalesce into one batch).
+
+        Returns ``[]`` when ``timeout`` passes first, or when the subscriber overflowed (check
+        ``overflowed``). A pending RESYNC comes last in the batch.
+        """
+        if not (self._pending or self.resync or self.overflowed):
+            self._wake.clear()
             try:
-                batch.append(self.queue.get_nowait())
-            except asyncio.QueueEmpty:
-                return batch
+                if timeout is None:
+                    await self._wake.wait()
+                else:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return []
+        if self.overflowed:
+            return []
+        batch = list(self._pending)
+        self._pending.clear()
+        if self.resync:
+            self.resync = False
+            batch.append(RESYNC)
+        return batch
 
 
 class EventBus:
-    def __init__(self, database_url: str, *, buffer: int = 1000, reconnect_delay: float = 1.0):
+    def __init__(self, database_url: str, *, buffer: int = 1000, reconnect_delay: float = 1.0,
+                 health_check_seconds: float = HEALTH_CHECK_SECONDS):
         self._url = plain_url(database_url)
         self._buffer = buffer
         self._reconnect_delay = reconnect_delay
+        self._health_check_seconds = health_check_seconds
         self._by_execution: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._by_project: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
+        self._lost = asyncio.Event()
         self._closing = False
+        #: How many times the LISTEN connection was re-established (for tests and metrics).
+        self.reconnects = 0
+
+    @property
+    def buffer(self) -> int:
+        return self._buffer
+
+    @property
+    def connected(self) -> bool:
+        """LISTEN is in place right now (while False, notices may be missed; a RESYNC follows)."""
+        return self._conn is not None and not self._conn.is_closed() and not self._lost.is_set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,9 +167,10 @@ class EventBus:
             await self._conn.close()
 
     async def _connect(self) -> asyncpg.Connection:
+        lost = self._lost
         conn = await asyncpg.connect(self._url, server_settings={"application_name": "promptstudio-bus"})
+        conn.add_termination_listener(lambda c: lost.set())
         await conn.add_listener(EXEC_CHANNEL, self._on_notify)
-        conn.add_termination_listener(lambda c: self._lost.set())
         return conn
 
     async def _run(self) -> None:
@@ -131,20 +179,38 @@ class EventBus:
             self._lost = asyncio.Event()
             try:
                 self._conn = await self._connect()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if first:
                     raise
                 log.warning("event bus: cannot reconnect (%s); retrying in %.1fs", exc, self._reconnect_delay)
                 await asyncio.sleep(self._reconnect_delay)
                 continue
             if not first:
+                self.reconnects += 1
                 log.info("event bus: reconnected; subscribers catch up from the event table")
                 self._broadcast(RESYNC)
             first = False
             self._ready.set()
-            await self._lost.wait()
+            await self._watch(self._conn)
             if not self._closing:
-                log.warning("event bus: LISTEN connection lost")
+                log.warning("event bus: LISTEN connection lost; reconnecting")
+                if not self._conn.is_closed():
+                    self._conn.terminate()
+
+    async def _watch(self, conn: asyncpg.Connection) -> None:
+        """Return when the connection is lost (closed by the server, or no longer answering)."""
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._lost.wait(), self._health_check_seconds)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await conn.fetchval("SELECT 1", timeout=min(10.0, self._health_check_seconds))
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("event bus: health check failed (%s)", exc)
+                self._lost.set()
+                return
 
     # ------------------------------------------------------------------ routing
 
@@ -156,6 +222,10 @@ class EventBus:
         except (ValueError, KeyError, TypeError):
             log.warning("event bus: ignoring malformed notification %r", payload[:200])
             return
+        self.dispatch(notice)
+
+    def dispatch(self, notice: Notice) -> None:
+        """Offer a notice to the subscribers of its execution and of its project."""
         for sub in tuple(self._by_execution.get(notice.execution_id, ())):
             sub.offer(notice)
         for sub in tuple(self._by_project.get(notice.project_id, ())):
@@ -166,10 +236,16 @@ class EventBus:
             for sub in tuple(subs):
                 sub.offer(notice)
 
-    def subscribe(self, *, execution_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None) -> Subscriber:
+    def subscribe(self, *, execution_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None,
+                  types: Iterable[str] | None = None) -> Subscriber:
+        """Register a subscriber of one execution or of one project (optionally only some event types).
+
+        Notices committed after this call reach it; call ``unsubscribe`` when done.
+        """
         if (execution_id is None) == (project_id is None):
             raise ValueError("subscribe to exactly one of execution_id or project_id")
-        sub = Subscriber(execution_id=execution_id, project_id=project_id, maxsize=self._buffer)
+        sub = Subscriber(execution_id=execution_id, project_id=project_id, maxsize=self._buffer,
+                         types=frozenset(str(t) for t in types) if types is not None else None)
         if execution_id is not None:
             self._by_execution[execution_id].add(sub)
         else:
@@ -177,6 +253,7 @@ class EventBus:
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        """Forget a subscriber (idempotent)."""
         for index, key in ((self._by_execution, sub.execution_id), (self._by_project, sub.project_id)):
             if key is not None and key in index:
                 index[key].discard(sub)

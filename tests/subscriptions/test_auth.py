@@ -1,0 +1,105 @@
+"""Who may subscribe: authentication over WebSocket, and nothing of other tenants leaks."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.helpers import create_api_key
+from tests.ws_client import LEGACY_WS, TRANSPORT_WS, ConnectionRejected, GraphQLWebSocket
+
+from .util import EXECUTION_UPDATED, PROJECT_EXECUTIONS, execute, payloads_to_events, tenants
+
+NOT_FOUND_EXECUTION = "No execution with this ID."
+
+
+def _only_error(payloads: list[dict]) -> dict:
+    """The stream held exactly one payload: an error, and no data."""
+    assert len(payloads) == 1, payloads
+    assert payloads[0].get("data") is None, payloads
+    errors = payloads[0]["errors"]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_token_in_connection_init_or_in_the_upgrade_header(gql, live, protocol):
+    t, = await tenants(gql, "ann")
+    eid = await execute(gql, t.token, t.prompt_id, {"name": "Ada"})
+    async with live() as server:
+        async with GraphQLWebSocket(server.url, protocol=protocol, token=t.token) as ws:
+            events = payloads_to_events(await ws.collect(EXECUTION_UPDATED, {"id": eid}, limit=1))
+            assert events[0]["type"] == "SNAPSHOT" and events[0]["execution"]["id"] == eid
+        async with GraphQLWebSocket(server.url, protocol=protocol, header_token=t.token) as ws:
+            events = payloads_to_events(await ws.collect(EXECUTION_UPDATED, {"id": eid}, limit=1))
+            assert events[0]["type"] == "SNAPSHOT" and events[0]["execution"]["id"] == eid
+        await asyncio.sleep(0.1)
+        assert server.bus.subscriber_count == 0  # the client went away: unsubscribed
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_anonymous_subscribers_get_unauthenticated(gql, live, protocol):
+    t, = await tenants(gql, "ann")
+    eid = await execute(gql, t.token, t.prompt_id, {"name": "Ada"})
+    async with live() as server, GraphQLWebSocket(server.url, protocol=protocol) as ws:
+        error = _only_error(await ws.collect(EXECUTION_UPDATED, {"id": eid}))
+        assert error["extensions"]["code"] == "UNAUTHENTICATED"
+        error = _only_error(await ws.collect(PROJECT_EXECUTIONS, {"id": t.project_id}))
+        assert error["extensions"]["code"] == "UNAUTHENTICATED"
+        assert server.bus.subscriber_count == 0
+
+
+async def test_an_invalid_token_is_refused_at_connection(gql, live):
+    async with live() as server:
+        with pytest.raises(ConnectionRejected) as caught:
+            async with GraphQLWebSocket(server.url, protocol=TRANSPORT_WS, token="pss_not-a-real-token"):
+                pass
+        assert caught.value.code == 4403
+        with pytest.raises(ConnectionRejected) as caught:
+            async with GraphQLWebSocket(server.url, protocol=TRANSPORT_WS, header_token="pss_not-a-real-token"):
+                pass
+        assert caught.value.code == 4403
+        # the legacy protocol says so with connection_error, then closes
+        with pytest.raises(ConnectionRejected) as caught:
+            async with GraphQLWebSocket(server.url, protocol=LEGACY_WS, token="pss_not-a-real-token"):
+                pass
+        assert "token" in caught.value.reason.lower() or "invalid" in caught.value.reason.lower()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_other_tenants_executions_and_projects_are_not_found(gql, live, protocol):
+    a, b = await tenants(gql, "ann", "bob")
+    b_exec = await execute(gql, b.token, b.prompt_id, {"name": "Bo"})
+    async with live() as server, GraphQLWebSocket(server.url, protocol=protocol, token=a.token) as ws:
+        foreign = _only_error(await ws.collect(EXECUTION_UPDATED, {"id": b_exec}))
+        assert foreign == {**foreign, "message": NOT_FOUND_EXECUTION}
+        assert foreign["extensions"]["code"] == "NOT_FOUND"
+        # indistinguishable from an id that does not exist, or is not an execution id at all
+        for bogus in ("RXhlY3V0aW9uOjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA", b.prompt_id, "garbage"):
+            other = _only_error(await ws.collect(EXECUTION_UPDATED, {"id": bogus}))
+            assert (other["message"], other["extensions"]) == (foreign["message"], foreign["extensions"])
+        project = _only_error(await ws.collect(PROJECT_EXECUTIONS, {"id": b.project_id}))
+        assert project["message"] == "No project with this ID." and project["extensions"]["code"] == "NOT_FOUND"
+        assert server.bus.subscriber_count == 0
+
+
+async def test_api_keys_need_an_executions_scope_of_that_project(gql, live):
+    a, b = await tenants(gql, "ann", "bob")
+    a_exec = await execute(gql, a.token, a.prompt_id, {"name": "Ada"})
+    reader = await create_api_key(gql, a.token, a.project_id, ["EXECUTIONS_READ"])
+    prompts_only = await create_api_key(gql, a.token, a.project_id, ["PROMPTS_READ"])
+    foreign = await create_api_key(gql, b.token, b.project_id, ["EXECUTIONS_READ"])
+    async with live() as server:
+        async with GraphQLWebSocket(server.url, token=reader) as ws:
+            events = payloads_to_events(await ws.collect(EXECUTION_UPDATED, {"id": a_exec}, limit=1))
+            assert events[0]["type"] == "SNAPSHOT"
+        async with GraphQLWebSocket(server.url, token=prompts_only) as ws:
+            assert _only_error(await ws.collect(EXECUTION_UPDATED, {"id": a_exec}))["message"] == NOT_FOUND_EXECUTION
+            error = _only_error(await ws.collect(PROJECT_EXECUTIONS, {"id": a.project_id}))
+            assert error["extensions"]["code"] == "FORBIDDEN" and "EXECUTIONS_READ" in error["message"]
+        async with GraphQLWebSocket(server.url, token=foreign) as ws:
+            assert _only_error(await ws.collect(EXECUTION_UPDATED, {"id": a_exec}))["message"] == NOT_FOUND_EXECUTION
+            error = _only_error(await ws.collect(PROJECT_EXECUTIONS, {"id": a.project_id}))
+            assert error["extensions"]["code"] == "NOT_FOUND"
+        await asyncio.sleep(0.1)
+        assert server.bus.subscriber_count == 0

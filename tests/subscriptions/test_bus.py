@@ -1,0 +1,106 @@
+"""The event bus: NOTIFY in the changing transaction, per-process fan-out, bounded inboxes, reconnects."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+
+from app.db.models.enums import ExecutionEventType
+from app.events.bus import RESYNC, EventBus, Notice, Subscriber
+from app.events.emit import emit_event
+
+from .util import execute, raw_uuid, tenants
+
+
+def _notice(seq: int, type: str = "LOG", execution_id: uuid.UUID | None = None) -> Notice:
+    return Notice(execution_id=execution_id or uuid.uuid4(), project_id=uuid.uuid4(), seq=seq, type=type,
+                  status="RUNNING")
+
+
+async def test_an_inbox_coalesces_bursts_and_overflows_past_its_size():
+    sub = Subscriber(execution_id=uuid.uuid4(), maxsize=3)
+    for seq in (1, 2, 3):
+        sub.offer(_notice(seq))
+    assert [n.seq for n in await sub.next_batch()] == [1, 2, 3]  # one wake-up for the whole burst
+    assert await sub.next_batch(timeout=0.05) == []  # nothing new: the timeout passes
+    sub.offer(RESYNC)  # takes no room
+    for seq in (4, 5, 6):
+        sub.offer(_notice(seq))
+    assert not sub.overflowed
+    sub.offer(_notice(7))  # the 4th notice not taken: more than 3 behind
+    assert sub.overflowed and sub.backlog == 0
+    sub.offer(_notice(8))  # ignored from now on
+    assert await asyncio.wait_for(sub.next_batch(), 1) == [] and sub.overflowed
+
+
+async def test_an_inbox_keeps_only_the_types_asked_for():
+    sub = Subscriber(project_id=uuid.uuid4(), maxsize=2, types=frozenset({"STARTED", "COMPLETED"}))
+    for seq, type in enumerate(["QUEUED", "STARTED", "OUTPUT_DELTA", "LOG", "OUTPUT_DELTA", "COMPLETED"], 1):
+        sub.offer(_notice(seq, type))
+    assert not sub.overflowed  # deltas and logs took no room
+    sub.offer(RESYNC)
+    batch = await sub.next_batch()
+    assert [n.type for n in batch] == ["STARTED", "COMPLETED", "RESYNC"]
+
+
+async def test_notices_follow_the_commit_and_are_routed_by_execution_and_project(gql, db_url, driver):
+    a, b = await tenants(gql, "ann", "bob")
+    a_exec, b_exec = (await execute(gql, a.token, a.prompt_id, {"name": "A"}),
+                      await execute(gql, b.token, b.prompt_id, {"name": "B"}))
+    bus = EventBus(db_url, buffer=100)
+    await bus.start()
+    try:
+        by_exec = bus.subscribe(execution_id=raw_uuid(a_exec))
+        by_project = bus.subscribe(project_id=raw_uuid(a.project_id), types={"STARTED"})
+        other = bus.subscribe(project_id=raw_uuid(b.project_id))
+        assert bus.subscriber_count == 3 and bus.connected
+        async with driver.sessionmaker() as session:
+            async with session.begin():
+                seq = await emit_event(session, raw_uuid(a_exec), ExecutionEventType.STARTED.value)
+                await asyncio.sleep(0.2)
+                assert by_exec.backlog == 0  # not committed yet: nobody hears of it
+            batch = await asyncio.wait_for(by_exec.next_batch(), 5)
+            assert [(n.seq, n.type, n.execution_id) for n in batch] == [(seq, "STARTED", raw_uuid(a_exec))]
+            assert batch[0].project_id == raw_uuid(a.project_id)
+            assert [n.seq for n in await asyncio.wait_for(by_project.next_batch(), 5)] == [seq]
+            async with session.begin():  # rolled back: never announced, and its number is not used
+                await emit_event(session, raw_uuid(a_exec), ExecutionEventType.LOG.value)
+                await session.rollback()
+        await driver.delta(a_exec, "x")
+        assert [n.seq for n in await asyncio.wait_for(by_exec.next_batch(), 5)] == [seq + 1]  # gapless
+        await asyncio.sleep(0.1)
+        assert by_project.backlog == 0 and other.backlog == 0  # a delta; and another project
+        await driver.start(b_exec)
+        assert {n.execution_id for n in await asyncio.wait_for(other.next_batch(), 5)} == {raw_uuid(b_exec)}
+        assert by_exec.backlog == 0 and by_project.backlog == 0
+        for sub in (by_exec, by_project, other):
+            bus.unsubscribe(sub)
+            bus.unsubscribe(sub)  # idempotent
+        assert bus.subscriber_count == 0
+    finally:
+        await bus.stop()
+
+
+async def test_the_bus_reconnects_and_tells_subscribers_to_catch_up(gql, db_url, driver):
+    t, = await tenants(gql, "ann")
+    eid = await execute(gql, t.token, t.prompt_id, {"name": "A"})
+    bus = EventBus(db_url, buffer=100, reconnect_delay=0.1)
+    await bus.start()
+    try:
+        sub = bus.subscribe(execution_id=raw_uuid(eid))
+        conn = await asyncpg.connect(db_url)
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'promptstudio-bus' AND datname = current_database()")
+        finally:
+            await conn.close()
+        assert killed >= 1  # ours, and the bus of the `gql` fixture's app
+        batch = await asyncio.wait_for(sub.next_batch(), 10)
+        assert batch == [RESYNC] and bus.reconnects == 1
+        assert bus.connected
+        await driver.delta(eid, "after the reconnect")  # LISTEN is back in place
+        assert [n.type for n in await asyncio.wait_for(sub.next_batch(), 5)] == ["OUTPUT_DELTA"]
+    finally:
+        await bus.stop()
