@@ -25,8 +25,8 @@ help:
 
 install: $(STAMP)
 
-# (Re)install when pyproject.toml changes; create the virtual environment when it is missing or broken.
-$(STAMP): pyproject.toml
+# (Re)install when pyproject.toml (or setup.py) changes; create the virtual environment when it is missing or broken.
+$(STAMP): pyproject.toml $(wildcard setup.py)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 	  echo "Prompt Studio needs Python 3.11 or newer; '$(PYTHON)' is: $$($(PYTHON) --version 2>/dev/null || echo 'not found')."; \
 	  echo "Install one, or point make at it: make PYTHON=python3.12 ..."; exit 1; }
