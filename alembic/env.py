@@ -5,7 +5,7 @@ import asyncio
 import os
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.engine import async_url
@@ -43,10 +43,21 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+#: Held while migrating, so that processes starting together (serve + worker) migrate one at a time.
+MIGRATION_LOCK = 0x5053_4D49_4752  # "PSMIGR"
+
+
 def _run_sync(connection) -> None:
-    _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+    connection.commit()
+    try:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
 
 
 async def _run_async() -> None:

@@ -68,3 +68,13 @@ async def test_upgrade_downgrade_upgrade_and_models_agree(empty_db):
         assert {"vector", "pg_trgm"} <= extensions
     finally:
         await conn.close()
+
+
+async def test_concurrent_upgrades_take_turns(empty_db):
+    """serve and worker starting together both migrate: the advisory lock makes them take turns."""
+    await asyncio.gather(*(asyncio.to_thread(upgrade, empty_db) for _ in range(3)))
+    conn = await asyncpg.connect(empty_db)
+    try:
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == current_head()
+    finally:
+        await conn.close()
