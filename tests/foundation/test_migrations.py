@@ -71,8 +71,16 @@ async def test_upgrade_downgrade_upgrade_and_models_agree(empty_db):
 
 
 async def test_concurrent_upgrades_take_turns(empty_db):
-    """serve and worker starting together both migrate: the advisory lock makes them take turns."""
-    await asyncio.gather(*(asyncio.to_thread(upgrade, empty_db) for _ in range(3)))
+    """serve and worker starting together both migrate: the advisory lock makes them take turns.
+
+    Separate processes, as in real life (Alembic's context is global to a process)."""
+    import sys
+
+    code = "import sys; from app.db.migrate import upgrade; upgrade(sys.argv[1])"
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, empty_db,
+                                                  stderr=asyncio.subprocess.PIPE) for _ in range(3)]
+    results = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err.decode()[-2000:] for _, err in results]
     conn = await asyncpg.connect(empty_db)
     try:
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == current_head()
