@@ -80,17 +80,33 @@ class GraphQLView(GraphQL):
             raise ConnectionRejectionError({"message": context.auth_error})
         return None
 
+    async def process_result(self, request: Request, result) -> dict:
+        data = await super().process_result(request, result)
+        if _is_request_error(result):
+            # The request never executed (it did not parse or validate): no "data" entry at all,
+            # as GraphQL-over-HTTP asks; with graphql-response+json it is also a 400 (below).
+            data.pop("data", None)
+        return data
+
     def create_response(self, response_data, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)
         request = getattr(sub_response, "_ps_request", None)
         if request is not None and _wants_graphql_response_json(request):
             response.headers["content-type"] = GRAPHQL_RESPONSE_JSON + "; charset=utf-8"
+            if isinstance(response_data, dict) and "data" not in response_data and response_data.get("errors"):
+                response.status_code = 400
         return response
 
     async def get_sub_response(self, request: Request) -> Response:
         sub = await super().get_sub_response(request)
         sub._ps_request = request  # type: ignore[attr-defined]
         return sub
+
+
+def _is_request_error(result) -> bool:
+    """Parse and validation errors: no data, and no error that belongs to a field (no path)."""
+    errors = getattr(result, "errors", None)
+    return bool(errors) and getattr(result, "data", None) is None and all(not e.path for e in errors)
 
 
 def _wants_graphql_response_json(request: Request) -> bool:

@@ -120,3 +120,15 @@ async def test_unexpected_errors_are_masked_and_logged(caplog):
     assert "hunter2" in caplog.text and "req-123" in caplog.text
     result = await schema.execute("{ expected }", context_value=Ctx())
     assert result.errors[0].message == "`first` must not be negative"
+
+
+async def test_request_errors_with_graphql_response_json_are_400_without_data(client):
+    accept = {"accept": "application/graphql-response+json"}
+    for query in ("{ node(id: ", "{ noSuchField }"):
+        r = await client.post("/graphql", json={"query": query}, headers=accept)
+        assert r.status_code == 400, (query, r.status_code, r.text)
+        assert "data" not in r.json() and r.json()["errors"]
+        r = await client.post("/graphql", json={"query": query})  # plain JSON: 200, as the spec allows
+        assert r.status_code == 200 and "data" not in r.json()
+    r = await client.post("/graphql", json={"query": "mutation { logOut { ok } }"}, headers=accept)
+    assert r.status_code == 200 and r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
