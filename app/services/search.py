@@ -13,15 +13,17 @@ template or message contents
 
 each part parsed twice: with the ``english`` configuration (stemming: refund/refunds,
 vulnerability/vulnerabilities) and with ``simple`` (no stemming, no stop words: any language's
-words as written). ``prompts.search_text`` keeps the same text for snippets.
+words as written). ``prompts.search_text`` keeps the same parts as plain text, for snippets.
 
 **The query** (``search_prompts``): ``websearch_to_tsquery('english', q) ||
 websearch_to_tsquery('simple', q)`` (so quotes, ``or`` and ``-word`` work as on the web) matched
 against the vector (GIN index ``ix_prompts_search_vector``), or a name that is trigram-similar to
 the query (``name % q`` or ``name %> q``, GIN index ``ix_prompts_name_trgm``), which finds names
-typed with typos. Rank = ``ts_rank_cd(vector, query) + greatest(similarity(name, q),
+typed with typos. The candidates of the three operators are found separately (a UNION), so that
+each branch can use its index; migration 0002 gives pg_trgm's operators a realistic cost so that
+the planner does. Rank = ``ts_rank_cd(vector, query) + greatest(similarity(name, q),
 word_similarity(q, name))``. The snippet is ``ts_headline`` over the search text with matches
-marked ``<mark>…</mark>``.
+marked ``<mark>…</mark>`` (none when only the name's similarity matched).
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import (ARRAY, Float, String, and_, bindparam, func, literal, literal_column, or_, select, text,
-                        union)
+from sqlalchemy import (ARRAY, Float, String, and_, bindparam, case, func, literal, literal_column, or_, select,
+                        text, union)
 from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -149,9 +151,13 @@ def search_statement(project_id: uuid.UUID, query: str, limit: int, spec: Prompt
         .limit(limit)
         .subquery("ranked")
     )
-    snippet = func.ts_headline(
-        literal_column("'english'::regconfig"), Prompt.search_text, tsq,
-        'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2, FragmentDelimiter=" … "',
+    # Only where the text matched: for a name found by similarity alone, ts_headline would just
+    # return the start of the text with nothing marked.
+    snippet = case(
+        (Prompt.search_vector.op("@@")(tsq), func.ts_headline(
+            literal_column("'english'::regconfig"), Prompt.search_text, tsq,
+            'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2, FragmentDelimiter=" … "')),
+        else_=None,
     ).label("snippet")
     return (select(Prompt, ranked.c.score.cast(Float), snippet)
             .join(ranked, and_(Prompt.id == ranked.c.id))

@@ -49,6 +49,7 @@ async def test_full_text_inflections_languages_and_typos(gql):
     # Misspelt names are found by trigram similarity.
     hits = await _search(gql, w.alice, w.a, "custmer onbording")
     assert hits and hits[0]["prompt"]["name"] == "customer-onboarding-email"
+    assert hits[0]["snippet"] is None  # found by name similarity alone: no text to show
     hits = await _search(gql, w.alice, w.a, "securty")
     assert hits and hits[0]["prompt"]["name"] == "security/code-audit"
     # Chat message contents, tags and web-search syntax.
