@@ -77,6 +77,11 @@ class Settings:
     db_max_overflow: int = 10
     #: Log every SQL statement (noisy).
     db_echo: bool = False
+    #: Test each pooled connection before use (a round trip per checkout). Off: a connection broken
+    #: by a database restart fails one request, and the pool then replaces all its connections.
+    db_pre_ping: bool = False
+    #: Seconds after which pooled connections are replaced.
+    db_pool_recycle_seconds: int = 1800
 
     # --- HTTP server
     host: str = "127.0.0.1"
@@ -147,6 +152,8 @@ class Settings:
             db_pool_size=_int("PROMPTSTUDIO_DB_POOL_SIZE", 10, minimum=1),
             db_max_overflow=_int("PROMPTSTUDIO_DB_MAX_OVERFLOW", 10, minimum=0),
             db_echo=_bool("PROMPTSTUDIO_DB_ECHO", False),
+            db_pre_ping=_bool("PROMPTSTUDIO_DB_PRE_PING", False),
+            db_pool_recycle_seconds=_int("PROMPTSTUDIO_DB_POOL_RECYCLE_SECONDS", 1800, minimum=1),
             host=_env("PROMPTSTUDIO_HOST", "127.0.0.1"),
             port=_int("PROMPTSTUDIO_PORT", 8000, minimum=0, maximum=65535),
             log_level=_env("PROMPTSTUDIO_LOG_LEVEL", "info").lower(),

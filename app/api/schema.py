@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import strawberry
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache, max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -42,15 +42,21 @@ def build_schema(settings: "Settings | None" = None) -> strawberry.Schema:
     from app.settings import Settings
 
     settings = settings or Settings()
-    # Factories, so every request gets fresh extension instances (they keep per-request state).
-    extensions: list = [
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        MaskInternalErrors,
+    # Rule classes built once, so the validation cache (keyed on the document and the rules)
+    # hits for repeated queries; extension instances are made per request (they hold state).
+    rules = [
+        query_depth_limiter.create_validator(settings.max_query_depth, None, None),
+        max_aliases.create_validator(settings.max_aliases),
     ]
     if not settings.introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions: list = [
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=512),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=512),
+        MaskInternalErrors,
+    ]
     from .domains import extra_types
 
     return strawberry.Schema(

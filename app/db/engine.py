@@ -29,11 +29,14 @@ def create_engine(url: str, settings: "Settings | None" = None) -> AsyncEngine:
     pool_size = settings.db_pool_size if settings else 5
     overflow = settings.db_max_overflow if settings else 5
     echo = settings.db_echo if settings else False
+    pre_ping = settings.db_pre_ping if settings else False
+    recycle = settings.db_pool_recycle_seconds if settings else 1800
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
+        pool_recycle=recycle,
         echo=echo,
         json_serializer=lambda obj: json.dumps(obj, ensure_ascii=False, separators=(",", ":")),
         connect_args={"server_settings": {"application_name": "promptstudio", "timezone": "UTC"}},
