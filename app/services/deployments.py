@@ -236,7 +236,7 @@ async def _require_prompt(session: AsyncSession, principal: Principal, note: Aud
     # Files the project on the note when visible: denials belong in the project's audit log.
     project = await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS, field=field,
                                   what=what)
-    note.resource_type = "prompt"
+    note.resource_type = "Prompt"
     note.resource_id = prompt.id
     return project
 

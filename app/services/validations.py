@@ -83,7 +83,7 @@ async def create_validation(sessionmaker: async_sessionmaker[AsyncSession], prin
             raise not_found("No prompt with this ID.", ["input", "promptId"])
         await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS,
                             field=["input", "promptId"], what="prompt")
-        note.resource_type = "validation"
+        note.resource_type = "Validation"
         errors: list[ServiceError] = []
         clean_name = None
         try:
@@ -133,7 +133,7 @@ async def _require_validation(session: AsyncSession, principal: Principal, note:
         raise not_found("No validation with this ID.", ["input", "id"])
     await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS,
                         field=["input", "id"], what="validation")
-    note.resource_type = "validation"
+    note.resource_type = "Validation"
     note.resource_id = row.id
     row = await _load(session, row.id, lock=True)
     if row is None:  # deleted meanwhile

@@ -108,7 +108,7 @@ async def test_deploy_split_undeploy_and_history(gql, db_url):
     assert details["versions"] == [2, 1] and details["percentages"] == [30, 70]
     assert details["previous"][0]["version"] == 1 and details["previous"][0]["percentage"] == 100
     assert json.loads(splits[1]["details"]).get("unchanged") is True
-    assert splits[0]["resource_type"] == "prompt" and splits[0]["resource_id"] == raw_uuid(t.prompt_id)
+    assert splits[0]["resource_type"] == "Prompt" and splits[0]["resource_id"] == raw_uuid(t.prompt_id)
     assert splits[0]["project_id"] == raw_uuid(t.project_id)
     undeploys = await audit_rows(db_url, "deployment.undeploy")
     assert json.loads(undeploys[0]["details"])["retired"] == 2
