@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import datetime, timedelta
+
 import strawberry
 from graphql import GraphQLError
 from sqlalchemy import func, select, tuple_
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.types import Info
 
 from app.db import models
@@ -56,6 +58,8 @@ STATUS_OF_EVENT = {
 _TERMINAL_STATUSES = frozenset(s.value for s in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED,
                                                  ExecutionStatus.CANCELLED))
 
+#: Events read per query (a long catch-up is read in several).
+READ_LIMIT = 500
 #: An idle executionUpdated subscriber re-reads the table this often anyway (a safety net).
 CATCH_UP_SECONDS = 30.0
 #: ... and this often while the bus's LISTEN connection is down.
@@ -81,6 +85,15 @@ def _fell_behind(sub) -> SubscriptionError:
     return SubscriptionError(
         f"This subscriber fell more than {sub.maxsize} events behind and was closed; subscribe again to resume "
         "from a fresh snapshot.", "FELL_BEHIND")
+
+
+def _client_alive(info: Info) -> Callable[[], bool] | None:
+    """For the bus's sweeps: whether the subscriber's WebSocket is still open."""
+    ws = info.context.request
+    if not isinstance(ws, WebSocket):
+        return None
+    return lambda: (ws.client_state != WebSocketState.DISCONNECTED
+                    and ws.application_state != WebSocketState.DISCONNECTED)
 
 
 def _bus(info: Info):
@@ -152,14 +165,15 @@ async def read_snapshot(ctx, execution_id: uuid.UUID) -> models.Execution | None
                 ).scalar_one_or_none()
 
 
-async def read_new_events(ctx, execution_id: uuid.UUID, after: int
+async def read_new_events(ctx, execution_id: uuid.UUID, after: int, limit: int = READ_LIMIT
                           ) -> tuple[models.Execution | None, list[tuple[models.ExecutionEvent,
                                                                           models.ExecutionLog | None]]]:
-    """The execution row now, and its events numbered above ``after`` up to the row's ``last_event_seq``.
+    """The execution row now, and its events numbered above ``after`` (at most ``limit``, up to the
+    row's ``last_event_seq``).
 
     The row is read first: every event up to its ``last_event_seq`` has committed, so the events
-    returned are a gapless run and the row is at least as new as the last of them. Two queries
-    at most (the events with their log rows in one); none when nothing is new.
+    returned are a gapless run, and the row is exactly as new as the last event it numbers. Two
+    queries (the events with their log rows joined in one); one when nothing is new.
     """
     async with ctx.db() as session:
         row = (await session.execute(select(models.Execution).where(models.Execution.id == execution_id))
@@ -169,7 +183,7 @@ async def read_new_events(ctx, execution_id: uuid.UUID, after: int
         ev, lg = models.ExecutionEvent, models.ExecutionLog
         result = await session.execute(
             select(ev, lg).outerjoin(lg, lg.id == ev.log_id)
-            .where(ev.execution_id == execution_id, ev.seq > after, ev.seq <= row.last_event_seq)
+            .where(ev.execution_id == execution_id, ev.seq > after, ev.seq <= min(row.last_event_seq, after + limit))
             .order_by(ev.seq))
         return row, [(e, log) for e, log in result.all()]
 
@@ -182,7 +196,7 @@ async def open_execution_stream(info: Info, gid: strawberry.ID) -> EventStream:
         raise _not_found("execution")
     bus = _bus(info)
     # Register first, read second: whatever commits after the read below is notified to `sub`.
-    sub = bus.subscribe(execution_id=execution_id)
+    sub = bus.subscribe(execution_id=execution_id, alive=_client_alive(info))
     try:
         ctx.refresh_loaders()
         row = await read_snapshot(ctx, execution_id)
@@ -199,18 +213,25 @@ async def _execution_events(ctx, bus, sub, row: models.Execution) -> AsyncGenera
     if row.status in _TERMINAL_STATUSES:
         return
     execution_id, last = row.id, row.last_event_seq
+    known = last  # the highest sequence known to exist
     recheck = _AccessCheck(ctx, row.project_id, "execution")
     while True:
-        batch = await sub.next_batch(CATCH_UP_SECONDS if bus.connected else OUTAGE_POLL_SECONDS)
-        if sub.overflowed:
-            raise _fell_behind(sub)
-        if batch and not any(n.resync or n.seq > last for n in batch):
-            continue  # only notices of events already sent (e.g. covered by the snapshot)
+        if last >= known:  # all known events sent: wait for news
+            batch = await sub.next_batch(CATCH_UP_SECONDS if bus.connected else OUTAGE_POLL_SECONDS)
+            if sub.closed:
+                return  # its client is gone
+            if sub.overflowed:
+                raise _fell_behind(sub)
+            if batch and not any(n.resync or n.seq > last for n in batch):
+                continue  # only notices of events already sent (e.g. covered by the snapshot)
+        else:
+            sub.drain()  # catching up from the table anyway: what the notices announce is read below
         ctx.refresh_loaders()  # the WebSocket context lives as long as the connection
         await recheck()
-        row, events = await read_new_events(ctx, execution_id, last)
+        row, events = await read_new_events(ctx, execution_id, last, READ_LIMIT)
         if row is None:
             raise SubscriptionError("This execution was deleted.", "NOT_FOUND")
+        known = row.last_event_seq
         for event, log in events:
             if sub.overflowed:
                 raise _fell_behind(sub)
@@ -259,7 +280,7 @@ async def open_project_stream(info: Info, gid: strawberry.ID, filter: ExecutionF
     statuses, rest = args[0], (None, *args[1:])
     types = _status_types(statuses)
     bus = _bus(info)
-    sub = bus.subscribe(project_id=project_id, types=types)
+    sub = bus.subscribe(project_id=project_id, types=types, alive=_client_alive(info))
     try:
         async with ctx.db() as session:
             try:
@@ -282,6 +303,8 @@ async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset
     recheck = _AccessCheck(ctx, project_id, "project")
     while True:
         batch = await sub.next_batch()
+        if sub.closed:
+            return  # its client is gone
         if sub.overflowed:
             raise _fell_behind(sub)
         notices = [n for n in batch if not n.resync and n.project_id == project_id and n.type in types]

@@ -12,7 +12,8 @@ yet). Offering never blocks: a subscriber that falls further behind is marked ``
 and woken, and its subscription ends with an error telling it so — it never slows the bus,
 other subscribers or the workers. A subscriber may also name the event types it cares about
 (a project monitor wants status changes, not output deltas); other notices are dropped before
-they take any room.
+they take any room. Subscribers may carry a liveness check of their client; every few seconds
+the bus sweeps away those whose client is gone, even if nobody closed their stream.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ log = logging.getLogger("promptstudio.events")
 
 #: Seconds between checks that the idle LISTEN connection still answers.
 HEALTH_CHECK_SECONDS = 30.0
+#: Seconds between sweeps for subscribers whose client is gone (see ``Subscriber.alive``).
+SWEEP_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class Subscriber:
     #: Event types to keep (None: all). RESYNC always gets through.
     types: frozenset[str] | None = None
     overflowed: bool = False
+    #: Says whether the subscriber's client is still there (e.g. its WebSocket is open). The bus
+    #: sweeps away subscribers whose client is gone even if their stream was never closed.
+    alive: Callable[[], bool] | None = None
+    #: Swept away by the bus: the stream should end.
+    closed: bool = False
     #: A RESYNC is waiting to be taken (it takes no room and never overflows the inbox).
     resync: bool = False
     _pending: deque = field(default_factory=deque, init=False, repr=False)
@@ -70,7 +78,7 @@ class Subscriber:
 
     def offer(self, notice: Notice) -> None:
         """Called by the bus; never blocks."""
-        if self.overflowed:
+        if self.overflowed or self.closed:
             return
         if notice.resync:
             self.resync = True
@@ -96,10 +104,10 @@ class Subscriber:
     async def next_batch(self, timeout: float | None = None) -> list[Notice]:
         """Wait for notices, then take all that are waiting (bursts coalesce into one batch).
 
-        Returns ``[]`` when ``timeout`` passes first, or when the subscriber overflowed (check
-        ``overflowed``). A pending RESYNC comes last in the batch.
+        Returns ``[]`` when ``timeout`` passes first, or when the subscriber overflowed or was
+        closed (check ``overflowed`` and ``closed``). A pending RESYNC comes last in the batch.
         """
-        if not (self._pending or self.resync or self.overflowed):
+        if not (self._pending or self.resync or self.overflowed or self.closed):
             self._wake.clear()
             try:
                 if timeout is None:
@@ -108,7 +116,11 @@ class Subscriber:
                     await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 return []
-        if self.overflowed:
+        return self.drain()
+
+    def drain(self) -> list[Notice]:
+        """Take whatever is waiting, without waiting (``[]`` once overflowed or closed)."""
+        if self.overflowed or self.closed:
             return []
         batch = list(self._pending)
         self._pending.clear()
@@ -120,11 +132,13 @@ class Subscriber:
 
 class EventBus:
     def __init__(self, database_url: str, *, buffer: int = 1000, reconnect_delay: float = 1.0,
-                 health_check_seconds: float = HEALTH_CHECK_SECONDS):
+                 health_check_seconds: float = HEALTH_CHECK_SECONDS, sweep_seconds: float = SWEEP_SECONDS):
         self._url = plain_url(database_url)
         self._buffer = buffer
         self._reconnect_delay = reconnect_delay
         self._health_check_seconds = health_check_seconds
+        self._sweep_seconds = sweep_seconds
+        self._sweeper: asyncio.Task | None = None
         self._by_execution: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._by_project: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
@@ -154,15 +168,17 @@ class EventBus:
         if self._task in done:
             waiter.cancel()
             self._task.result()  # raises the connection error
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="event-bus-sweeper")
 
     async def stop(self) -> None:
         self._closing = True
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._task, self._sweeper):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -212,6 +228,33 @@ class EventBus:
                 self._lost.set()
                 return
 
+    # ------------------------------------------------------------------ sweeping
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                self.sweep()
+            except Exception:  # a broken alive() must not stop the sweeps
+                log.exception("event bus: sweep failed")
+
+    def sweep(self) -> int:
+        """Forget subscribers whose client is gone; returns how many.
+
+        A stream is normally closed by its server when the client leaves, which unsubscribes it;
+        this catches the ones that were abandoned without being closed (a send that failed half
+        way, say) before the garbage collector gets to them.
+        """
+        gone = [sub for subs in list(self._by_execution.values()) + list(self._by_project.values())
+                for sub in subs if sub.alive is not None and not sub.alive()]
+        for sub in gone:
+            self.unsubscribe(sub)
+            sub.closed = True
+            sub._wake.set()
+        if gone:
+            log.info("event bus: swept away %d subscriber(s) whose client had gone", len(gone))
+        return len(gone)
+
     # ------------------------------------------------------------------ routing
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
@@ -237,15 +280,16 @@ class EventBus:
                 sub.offer(notice)
 
     def subscribe(self, *, execution_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None,
-                  types: Iterable[str] | None = None) -> Subscriber:
+                  types: Iterable[str] | None = None, alive: Callable[[], bool] | None = None) -> Subscriber:
         """Register a subscriber of one execution or of one project (optionally only some event types).
 
-        Notices committed after this call reach it; call ``unsubscribe`` when done.
+        Notices committed after this call reach it; call ``unsubscribe`` when done. ``alive`` tells
+        whether its client is still there (checked every few seconds).
         """
         if (execution_id is None) == (project_id is None):
             raise ValueError("subscribe to exactly one of execution_id or project_id")
         sub = Subscriber(execution_id=execution_id, project_id=project_id, maxsize=self._buffer,
-                         types=frozenset(str(t) for t in types) if types is not None else None)
+                         types=frozenset(str(t) for t in types) if types is not None else None, alive=alive)
         if execution_id is not None:
             self._by_execution[execution_id].add(sub)
         else:

@@ -31,7 +31,7 @@ def live(settings, db_url):
         port = free_port()
         app = create_app(settings.replace(**overrides) if overrides else settings, database_url=db_url)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                ws="websockets")
+                                ws="auto")  # what `promptstudio serve` uses (websockets-sansio)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(200):

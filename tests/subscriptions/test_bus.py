@@ -44,6 +44,25 @@ async def test_an_inbox_keeps_only_the_types_asked_for():
     assert [n.type for n in batch] == ["STARTED", "COMPLETED", "RESYNC"]
 
 
+async def test_subscribers_whose_client_is_gone_are_swept_away(db_url, template_db):
+    bus = EventBus(db_url, sweep_seconds=0.05)
+    await bus.start()
+    try:
+        client_open = True
+        kept = bus.subscribe(execution_id=uuid.uuid4())  # no liveness check: only unsubscribe removes it
+        watched = bus.subscribe(project_id=uuid.uuid4(), alive=lambda: client_open)
+        waiting = asyncio.create_task(watched.next_batch())
+        await asyncio.sleep(0.2)
+        assert bus.subscriber_count == 2 and not waiting.done()
+        client_open = False
+        assert await asyncio.wait_for(waiting, 2) == [] and watched.closed  # woken, told it is closed
+        assert bus.subscriber_count == 1 and not kept.closed
+        watched.offer(_notice(1))
+        assert watched.backlog == 0
+    finally:
+        await bus.stop()
+
+
 async def test_notices_follow_the_commit_and_are_routed_by_execution_and_project(gql, db_url, driver):
     a, b = await tenants(gql, "ann", "bob")
     a_exec, b_exec = (await execute(gql, a.token, a.prompt_id, {"name": "A"}),

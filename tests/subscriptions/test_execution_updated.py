@@ -143,3 +143,21 @@ async def test_one_read_per_wake_up_whatever_the_number_of_events(gql, live, dri
         assert len(selects) == 2, statements
         await driver.finish(eid)
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_long_catch_up_is_read_in_pieces(gql, live, driver, monkeypatch):
+    monkeypatch.setattr(subscriptions, "READ_LIMIT", 3)
+    t, = await tenants(gql, "ann")
+    eid = await execute(gql, t.token, t.prompt_id, {"name": "Ada"})
+    await driver.start(eid)
+    async with live() as server, GraphQLWebSocket(server.url, token=t.token) as ws:
+        seen: asyncio.Queue = asyncio.Queue()
+        task = asyncio.create_task(_pump(ws, EXECUTION_UPDATED, {"id": eid}, seen))
+        snap = (await _snapshot_taken(seen))["data"]["executionUpdated"]
+        text = await driver.burst(eid, 10)
+        await driver.finish(eid)
+        events = payloads_to_events(await asyncio.wait_for(task, 10))
+    assert sequences(events) == list(range(snap["sequence"], snap["sequence"] + len(events)))
+    assert [e["type"] for e in events[1:21]] == ["LOG", "OUTPUT_DELTA"] * 10
+    assert "".join(e["delta"] for e in events if e["type"] == "OUTPUT_DELTA") == text
+    assert events[-1]["type"] == "COMPLETED"

@@ -8,8 +8,8 @@ import pytest
 
 from tests.ws_client import LEGACY_WS, TRANSPORT_WS, ConnectionRejected, GraphQLWebSocket
 
-from .util import (EXECUTION_UPDATED, PROJECT_EXECUTIONS, echo_settings, execute, payloads_to_events, sequences,
-                   tenants)
+from .util import (EXECUTION_UPDATED, PROJECT_EXECUTIONS, echo_settings, execute, payloads_to_events, raw_uuid,
+                   sequences, tenants)
 
 TEXT = "".join(f"[{i:03d}]" for i in range(300))  # 1500 characters, streamed in 300 pieces of 5
 
@@ -57,6 +57,24 @@ async def test_stopping_or_disconnecting_unsubscribes(gql, live, protocol):
             await ws.stop(ops[0])  # `complete` / `stop` from the client
             await _count_becomes(server, 3)
         await _count_becomes(server, 0)  # the socket closed: everything on it let go
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_the_bus_can_tell_when_a_subscribers_client_is_gone(gql, live, protocol):
+    """Each subscriber carries a liveness check of its WebSocket: the bus sweeps away subscribers whose
+    client left even if their stream was abandoned without being closed (a send that failed half way
+    in the legacy protocol's handler can leave it so until the garbage collector runs)."""
+    t, = await tenants(gql, "ann")
+    eid = await execute(gql, t.token, t.prompt_id, {"name": "Ada"})
+    async with live() as server:
+        async with GraphQLWebSocket(server.url, protocol=protocol, token=t.token) as ws:
+            await ws.start(EXECUTION_UPDATED, {"id": eid})
+            await _count_becomes(server, 1)
+            sub, = server.bus._by_execution[raw_uuid(eid)]
+            assert sub.alive is not None and sub.alive()
+            assert server.bus.sweep() == 0
+        await _count_becomes(server, 0)
+        assert not sub.alive()
 
 
 async def _count_becomes(server, n: int) -> None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 from tests.conftest import GQL, free_port
 from tests.helpers import create_project, signup
@@ -29,12 +30,14 @@ TEXT = "".join(f"<{i:03d}>" for i in range(120))
 @contextmanager
 def _servers(db_url: str, tmp_path: Path, workers: list[int]):
     procs: list[tuple[subprocess.Popen, str, Path]] = []
+    secret = Fernet.generate_key().decode()  # one key for both (credentials written by one, read by the other)
     try:
         for n, count in enumerate(workers):
             port = free_port()
             log = tmp_path / f"server-{n}.log"
             env = {**os.environ, "DATABASE_URL": db_url, "PROMPTSTUDIO_WORKERS": str(count),
-                   "PROMPTSTUDIO_DATA_DIR": str(tmp_path), "PROMPTSTUDIO_LOG_LEVEL": "warning",
+                   "PROMPTSTUDIO_DATA_DIR": str(tmp_path), "PROMPTSTUDIO_SECRET_KEY": secret,
+                   "PROMPTSTUDIO_LOG_LEVEL": "warning",
                    "PROMPTSTUDIO_POLL_SECONDS": "1"}
             with open(log, "wb") as out:
                 proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT,
