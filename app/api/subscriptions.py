@@ -132,9 +132,10 @@ class EventStream:
             self.release()
 
     def release(self) -> None:
-        if self._sub is not None:
-            self._bus.unsubscribe(self._sub)
+        sub = getattr(self, "_sub", None)
+        if sub is not None:
             self._sub = None
+            self._bus.unsubscribe(sub)
 
     def __del__(self) -> None:
         self.release()

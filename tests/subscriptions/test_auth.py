@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tests.helpers import create_api_key
+from tests.helpers import add_member, create_api_key
 from tests.ws_client import LEGACY_WS, TRANSPORT_WS, ConnectionRejected, GraphQLWebSocket
 
 from .util import EXECUTION_UPDATED, PROJECT_EXECUTIONS, execute, payloads_to_events, tenants
@@ -102,4 +102,36 @@ async def test_api_keys_need_an_executions_scope_of_that_project(gql, live):
             error = _only_error(await ws.collect(PROJECT_EXECUTIONS, {"id": a.project_id}))
             assert error["extensions"]["code"] == "NOT_FOUND"
         await asyncio.sleep(0.1)
+        assert server.bus.subscriber_count == 0
+
+
+async def test_a_member_removed_mid_stream_stops_receiving(gql, live, driver, monkeypatch):
+    from app.api import subscriptions
+
+    monkeypatch.setattr(subscriptions, "ACCESS_RECHECK_SECONDS", 0.0)  # re-check before every delivery
+    a, b = await tenants(gql, "ann", "bob")
+    await add_member(gql, a.token, a.project_id, "bob", "VIEWER")
+    eid = await execute(gql, a.token, a.prompt_id, {"name": "Ada"})
+    await driver.start(eid)
+    async with live() as server, GraphQLWebSocket(server.url, token=b.token) as ws:
+        got: asyncio.Queue = asyncio.Queue()
+
+        async def pump():
+            async for payload in ws.subscribe(EXECUTION_UPDATED, {"id": eid}):
+                await got.put(payload)
+            await got.put(None)
+
+        task = asyncio.create_task(pump())
+        assert (await asyncio.wait_for(got.get(), 5))["data"]["executionUpdated"]["type"] == "SNAPSHOT"
+        await driver.delta(eid, "visible")
+        assert (await asyncio.wait_for(got.get(), 5))["data"]["executionUpdated"]["delta"] == "visible"
+        body = await gql("""mutation($input: RemoveProjectMemberInput!) { removeProjectMember(input: $input) {
+            userErrors { code message } } }""", {"input": {"projectId": a.project_id, "userId": b.user_id}},
+                         token=a.token)
+        assert body["data"]["removeProjectMember"]["userErrors"] == []
+        await driver.delta(eid, "secret")
+        last = await asyncio.wait_for(got.get(), 5)
+        assert last["data"] is None and [e["message"] for e in last["errors"]] == [NOT_FOUND_EXECUTION]
+        assert await asyncio.wait_for(got.get(), 5) is None  # completed, nothing else
+        await task
         assert server.bus.subscriber_count == 0
