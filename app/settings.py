@@ -130,7 +130,8 @@ class Settings:
     provider_timeout_seconds: float = 120.0
     #: PENDING + RUNNING executions per project; more is LIMIT_EXCEEDED.
     max_queued_per_project: int = 1000
-    #: Events buffered per subscriber before it is told it fell behind and closed.
+    #: Notifications buffered per subscriber before it is told it fell behind and closed (at least 20:
+    #: one finishing transaction announces several events at once).
     subscriber_buffer: int = 1000
     #: Seconds between retention sweeps (finished executions past the project's retention).
     retention_interval_seconds: int = 3600
@@ -179,7 +180,7 @@ class Settings:
             provider_backoff_max_seconds=_float("PROMPTSTUDIO_PROVIDER_BACKOFF_MAX_SECONDS", 30.0, minimum=0),
             provider_timeout_seconds=_float("PROMPTSTUDIO_PROVIDER_TIMEOUT_SECONDS", 120.0, minimum=0.1),
             max_queued_per_project=_int("PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT", 1000, minimum=1),
-            subscriber_buffer=_int("PROMPTSTUDIO_SUBSCRIBER_BUFFER", 1000, minimum=1),
+            subscriber_buffer=_int("PROMPTSTUDIO_SUBSCRIBER_BUFFER", 1000, minimum=20),
             retention_interval_seconds=_int("PROMPTSTUDIO_RETENTION_INTERVAL_SECONDS", 3600, minimum=1),
             default_provider=_env("PROMPTSTUDIO_DEFAULT_PROVIDER", "echo"),
             default_model=_env("PROMPTSTUDIO_DEFAULT_MODEL", "echo-1"),

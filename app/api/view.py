@@ -8,7 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from strawberry.exceptions import ConnectionRejectionError
+from cross_web import HTTPException
 
 from app.services.auth import InvalidToken, authenticate
 from app.services.principal import Principal
@@ -80,6 +82,16 @@ class GraphQLView(GraphQL):
             raise ConnectionRejectionError({"message": context.auth_error})
         return None
 
+    async def execute_single(self, request, request_adapter, sub_response, context, root_value, request_data):
+        # A subscription posted as a plain request cannot stream: say where subscriptions live.
+        query = request_data.query or ""
+        if "subscription" in query and _is_subscription(query, request_data.operation_name):
+            raise HTTPException(400, "Subscriptions are served over WebSocket at /graphql (protocols "
+                                     "graphql-transport-ws and graphql-ws), or over HTTP with "
+                                     "Accept: text/event-stream or multipart/mixed.")
+        return await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                            request_data)
+
     async def process_result(self, request: Request, result) -> dict:
         data = await super().process_result(request, result)
         if _is_request_error(result):
@@ -101,6 +113,14 @@ class GraphQLView(GraphQL):
         sub = await super().get_sub_response(request)
         sub._ps_request = request  # type: ignore[attr-defined]
         return sub
+
+
+def _is_subscription(query: str, operation_name: str | None) -> bool:
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False  # the normal path reports the syntax error
+    return operation is not None and operation.operation == OperationType.SUBSCRIPTION
 
 
 def _is_request_error(result) -> bool:

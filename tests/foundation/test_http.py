@@ -132,3 +132,12 @@ async def test_request_errors_with_graphql_response_json_are_400_without_data(cl
         assert r.status_code == 200 and "data" not in r.json()
     r = await client.post("/graphql", json={"query": "mutation { logOut { ok } }"}, headers=accept)
     assert r.status_code == 200 and r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_subscription_over_plain_http_says_where_subscriptions_live(client):
+    q = 'subscription S { executionUpdated(id: "x") { type } }'
+    r = await client.post("/graphql", json={"query": q})
+    assert r.status_code == 400
+    assert "WebSocket" in r.text
+    r = await client.post("/graphql", json={"query": '{ node(id: "subscription") { id } }'})
+    assert r.status_code == 200 and r.json() == {"data": {"node": None}}
