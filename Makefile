@@ -67,7 +67,7 @@ audit: $(STAMP)
 	$(PY) tools/graphql_http_audit.py
 
 bench: $(STAMP)
-	@if [ -f bench/run.py ]; then $(PY) bench/run.py $(ARGS); else echo "no benchmarks yet (bench/run.py)"; fi
+	$(PY) bench/resolve_prompt.py $(ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

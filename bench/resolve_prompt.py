@@ -64,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="uvicorn worker processes (default: 1)")
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                    help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
+    p.add_argument("--load", choices=("python", "wrk"), default="python",
+                   help="load generator: python (httpx clients in this process; counts version shares) or wrk "
+                        "(C, from Debian's wrk package: far less CPU, so on a small machine the server gets "
+                        "the cores) (default: python)")
     p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
                    help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
     args = p.parse_args(argv)
@@ -293,10 +297,67 @@ def report(result: dict, args: argparse.Namespace) -> None:
         print(f"  error x{count}: {message}")
 
 
+WRK_SCRIPT = r"""
+-- POST resolvePrompt with a random subject key per request; count non-200 answers.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+local query = %(query)s
+local project = "%(project)s"
+request = function()
+  local key = string.format("user-%%d", math.random(1, 1000000000))
+  local body = string.format('{"query":%%s,"variables":{"p":"%%s","k":"%%s"}}', query, project, key)
+  return wrk.format(nil, "/graphql", nil, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("WRK requests=%%d duration_us=%%d errors_status=%%d errors_other=%%d\n",
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+  for _, q in ipairs({50, 95, 99}) do
+    io.write(string.format("WRK p%%d=%%.2f\n", q, latency:percentile(q) / 1000))
+  end
+  io.write(string.format("WRK max=%%.2f mean=%%.2f\n", latency.max / 1000, latency.mean / 1000))
+end
+"""
+
+
+def drive_wrk(base: str, key: str, project_id: str, args: argparse.Namespace) -> int:
+    import json
+    import shutil
+    import tempfile
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (or use --load python)")
+    threads = max(1, min(2, args.concurrency))
+    script = WRK_SCRIPT % {"key": key, "project": project_id, "query": json.dumps(json.dumps(RESOLVE))}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        if args.warmup:
+            subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", f.name, base], check=True, capture_output=True)
+        out = subprocess.run(["wrk", f"-t{threads}", f"-c{args.concurrency}", f"-d{int(args.duration)}s",
+                              "--timeout", "10s", "-s", f.name, base], check=True, capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    values = dict(part.split("=", 1) for line in out.stdout.splitlines() if line.startswith("WRK ")
+                  for part in line[4:].split())
+    n, seconds = int(values["requests"]), int(values["duration_us"]) / 1e6
+    errors = int(values["errors_status"]) + int(values["errors_other"])
+    print(f"resolvePrompt benchmark (wrk): concurrency {args.concurrency}, split {args.split}, "
+          f"{args.server_workers} server process(es), {os.cpu_count()} CPU(s)")
+    print(f"  requests      {n} in {seconds:.2f} s, {errors} errors")
+    print(f"  throughput    {n / seconds:.0f} requests/s")
+    print(f"  latency (ms)  p50 {float(values['p50']):.2f}  p95 {float(values['p95']):.2f}  "
+          f"p99 {float(values['p99']):.2f}  max {float(values['max']):.2f}  mean {float(values['mean']):.2f}")
+    return 1 if errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with database(args) as url, server(url, args.server_workers) as base:
         key, project_id = asyncio.run(seed(base, args.split_parts))
+        if args.load == "wrk":
+            return drive_wrk(base + "/graphql", key, project_id, args)
         result = asyncio.run(drive(base, key, project_id, args))
     report(result, args)
     return 1 if result["errors"] else 0

@@ -1,6 +1,8 @@
-"""Refuse request bodies over the limit (PROMPTSTUDIO_MAX_BODY_BYTES) before anything parses them."""
+"""Refuse request bodies over the limit (PROMPTSTUDIO_MAX_BODY_BYTES) before anything parses them,
+and end quietly when a client disconnects before its request body arrived."""
 from __future__ import annotations
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,3 +54,6 @@ class BodySizeLimit:
         except BodyTooLarge:
             if not started:
                 await too_large(scope, receive, send)
+        except ClientDisconnect:
+            # the client went away before sending its whole request: nobody to answer, nothing to log
+            return
