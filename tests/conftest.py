@@ -5,7 +5,7 @@
   (``CREATE DATABASE … TEMPLATE …``), which takes milliseconds.
 * ``db_url`` — that fresh database's URL; ``app``/``client`` — the real app on it, called through
   httpx's ASGI transport; ``gql`` — a small GraphQL client on ``client``.
-* ``live_server`` — the app served by a real uvicorn on a free loopback port (for WebSockets).
+* ``live`` — the app served by a real uvicorn on a free loopback port (for WebSockets).
 * ``sql_counter`` — counts SQL statements sent by the app's engine (N+1 checks).
 """
 from __future__ import annotations
@@ -202,18 +202,27 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live_server(settings, db_url):
-    """``async with live_server(**setting_overrides) as base_url:`` — a real uvicorn on loopback."""
+def live(settings, db_url):
+    """``async with live(**setting_overrides) as server:`` — a real uvicorn on a free loopback port,
+    the way ``promptstudio serve`` runs it; ``server.url``, ``server.app``, ``server.bus``."""
     import uvicorn
 
     from app.main import create_app
+
+    class Server:
+        def __init__(self, url, app):
+            self.url, self.app = url, app
+
+        @property
+        def bus(self):
+            return self.app.state.runtime.bus
 
     @asynccontextmanager
     async def run(**overrides):
         port = free_port()
         app = create_app(settings.replace(**overrides) if overrides else settings, database_url=db_url)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                ws="websockets")
+                                ws="auto")  # what `promptstudio serve` uses
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(200):
@@ -223,7 +232,7 @@ def live_server(settings, db_url):
                 task.result()
             await asyncio.sleep(0.05)
         try:
-            yield f"http://127.0.0.1:{port}"
+            yield Server(f"http://127.0.0.1:{port}", app)
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 20)
