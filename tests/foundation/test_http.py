@@ -141,3 +141,17 @@ async def test_a_subscription_over_plain_http_says_where_subscriptions_live(clie
     assert "WebSocket" in r.text
     r = await client.post("/graphql", json={"query": '{ node(id: "subscription") { id } }'})
     assert r.status_code == 200 and r.json() == {"data": {"node": None}}
+
+
+async def test_introspection_and_graphiql_can_be_switched_off(make_app):
+    import httpx
+
+    async with make_app(introspection=False, graphiql=False) as locked:
+        transport = httpx.ASGITransport(app=locked)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.get("/graphql", headers={"accept": "text/html"})
+            assert r.status_code == 404
+            body = (await c.post("/graphql", json={"query": "{ __schema { types { name } } }"})).json()
+            assert "introspection" in body["errors"][0]["message"].lower()
+            body = (await c.post("/graphql", json={"query": '{ node(id: "x") { id } }'})).json()
+            assert body == {"data": {"node": None}}
