@@ -254,6 +254,15 @@ def _check_deployable(prompt: Prompt, field: list[str]) -> None:
                        "first (updatePrompt with status DRAFT or PUBLISHED).", field)
 
 
+async def _share_lock_project(session: AsyncSession, project: Project) -> Project:
+    """Re-read the project under FOR SHARE: an updateProject removing an environment (which locks the
+    row FOR UPDATE and refuses while the environment has active deployments) cannot interleave with a
+    deployment into that environment."""
+    return (await session.execute(
+        select(Project).where(Project.id == project.id).with_for_update(read=True)
+        .execution_options(populate_existing=True))).scalar_one()
+
+
 def _environment_error(project: Project, environment: str, field: list[str]) -> ServiceError | None:
     if environment in project.environments:
         return None
@@ -312,6 +321,7 @@ async def deploy_version(sessionmaker: async_sessionmaker[AsyncSession], princip
         version, prompt = found.get(version_id, (None, None)) if version_id else (None, None)
         project = await _require_prompt(session, principal, note, prompt, field, "version")
         prompt = await _lock_prompt(session, prompt.id)
+        project = await _share_lock_project(session, project)
         _check_deployable(prompt, field)
         error = _environment_error(project, environment, ["input", "environment"])
         if error:
@@ -335,6 +345,7 @@ async def set_traffic_split(sessionmaker: async_sessionmaker[AsyncSession], prin
         prompt = await session.get(Prompt, prompt_id) if prompt_id else None
         project = await _require_prompt(session, principal, note, prompt, field, "prompt")
         prompt = await _lock_prompt(session, prompt.id)
+        project = await _share_lock_project(session, project)
         _check_deployable(prompt, field)
         errors: list[ServiceError] = []
         env_error = _environment_error(project, environment, ["input", "environment"])
@@ -395,6 +406,7 @@ async def undeploy(sessionmaker: async_sessionmaker[AsyncSession], principal: Pr
         prompt = await session.get(Prompt, prompt_id) if prompt_id else None
         project = await _require_prompt(session, principal, note, prompt, field, "prompt")
         prompt = await _lock_prompt(session, prompt.id)
+        project = await _share_lock_project(session, project)
         error = _environment_error(project, environment, ["input", "environment"])
         if error:
             raise error

@@ -255,3 +255,37 @@ async def test_concurrent_changes_of_one_prompt_are_serialised(gql):
     rows = body["data"]["node"]["deploymentHistory"]["nodes"]
     assert sum(1 for r in rows if r["isActive"]) == len(final)
     assert all(r["retiredAt"] >= r["deployedAt"] for r in rows if r["retiredAt"])
+
+
+async def test_removing_an_environment_races_no_deployment_into_it(gql, db_url):
+    """updateProject removing an environment and a deployment into it, at the same moment: either the
+    deployment lands first (and the removal is refused), or the removal does (and the deployment is
+    refused) — never an active deployment in an environment the project no longer has."""
+    t = await tenant(gql, "rhea", versions=1)
+    update = """mutation($input: UpdateProjectInput!) { updateProject(input: $input) {
+      project { settings { environments } } userErrors { code message } } }"""
+    deploy_q = """mutation($v: ID!, $env: String!) { deployPromptVersion(input: {versionId: $v, environment: $env}) {
+      deployments { id } userErrors { code message } } }"""
+    for round_ in range(6):
+        env = f"canary{round_}"
+        body = await gql(update, {"input": {"id": t.project_id, "settings": {
+            "environments": ["development", "staging", "production", env]}}}, token=t.token)
+        assert body["data"]["updateProject"]["userErrors"] == []
+        removal, deployment = await asyncio.gather(
+            gql(update, {"input": {"id": t.project_id, "settings": {
+                "environments": ["development", "staging", "production"]}}}, token=t.token),
+            gql(deploy_q, {"v": t.versions[0], "env": env}, token=t.token))
+        removed = removal["data"]["updateProject"]["userErrors"] == []
+        deployed = deployment["data"]["deployPromptVersion"]["userErrors"] == []
+        assert removed != deployed, (removal, deployment)  # exactly one of the two wins
+        conn = await asyncpg.connect(db_url)
+        try:
+            stray = await conn.fetchval(
+                "SELECT count(*) FROM deployments d JOIN prompts p ON p.id = d.prompt_id "
+                "JOIN projects pr ON pr.id = p.project_id "
+                "WHERE d.retired_at IS NULL AND NOT (d.environment = ANY(pr.environments))")
+        finally:
+            await conn.close()
+        assert stray == 0
+        if deployed:
+            await undeploy(gql, t.token, t.prompt_id, env)
