@@ -37,10 +37,11 @@ from strawberry.types import Info
 from app.db import models
 from app.db.models.enums import ExecutionEventType as EventType
 from app.db.models.enums import ExecutionStatus
-from app.services import access
+from app.services import access, auth
 from app.services.access import Action
 from app.services.errors import ServiceError
 
+from .errors import Unauthenticated
 from .relay import decode_gid_of
 from .types.execution_loaders import filter_conditions
 from .types.executions import ExecutionEvent, ExecutionFilter, filter_args
@@ -142,7 +143,8 @@ class EventStream:
 
 
 class _AccessCheck:
-    """Re-checks READ_EXECUTIONS on a project at most every ACCESS_RECHECK_SECONDS (after refresh_loaders)."""
+    """Re-checks, at most every ACCESS_RECHECK_SECONDS (after refresh_loaders), that the credential
+    still holds (not logged out, revoked or expired) and READ_EXECUTIONS on the project."""
 
     def __init__(self, ctx, project_id: uuid.UUID, what: str):
         self.ctx, self.project_id, self.what = ctx, project_id, what
@@ -151,6 +153,9 @@ class _AccessCheck:
     async def __call__(self) -> None:
         if time.monotonic() - self.checked < ACCESS_RECHECK_SECONDS:
             return
+        if not await auth.still_valid(self.ctx.sessionmaker, self.ctx.principal):
+            raise Unauthenticated("The session or API key of this connection has ended (logged out, revoked or "
+                                  "expired); connect again with a valid token.")
         if not await self.ctx.can(self.project_id, Action.READ_EXECUTIONS):
             raise _not_found(self.what)
         self.checked = time.monotonic()

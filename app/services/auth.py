@@ -79,3 +79,21 @@ async def authenticate(sessionmaker: async_sessionmaker[AsyncSession], token: st
             await session.commit()
         return Principal(kind="user", user_id=user.id, is_superuser=user.is_superuser, session_id=sess.id,
                          ip_address=ip_address, user_agent=user_agent)
+
+
+async def still_valid(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal) -> bool:
+    """Whether the credential behind ``principal`` still holds (for long-lived connections, such as
+    subscriptions, that authenticated once): the session not logged out or expired and its user
+    active, the API key not revoked or expired. Anonymous principals are always "valid"."""
+    t = now()
+    async with sessionmaker() as session:
+        if principal.kind == "user" and principal.session_id is not None:
+            row = (await session.execute(
+                select(UserSession.revoked_at, UserSession.expires_at, User.is_active)
+                .join(User, User.id == UserSession.user_id).where(UserSession.id == principal.session_id))).first()
+            return row is not None and row.revoked_at is None and row.expires_at > t and row.is_active
+        if principal.kind == "api_key":
+            row = (await session.execute(
+                select(ApiKey.revoked_at, ApiKey.expires_at).where(ApiKey.id == principal.api_key_id))).first()
+            return row is not None and row.revoked_at is None and (row.expires_at is None or row.expires_at > t)
+    return True

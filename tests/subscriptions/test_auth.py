@@ -135,3 +135,31 @@ async def test_a_member_removed_mid_stream_stops_receiving(gql, live, driver, mo
         assert await asyncio.wait_for(got.get(), 5) is None  # completed, nothing else
         await task
         assert server.bus.subscriber_count == 0
+
+
+async def test_a_logged_out_session_stops_receiving(gql, live, driver, monkeypatch):
+    from app.api import subscriptions
+
+    monkeypatch.setattr(subscriptions, "ACCESS_RECHECK_SECONDS", 0.0)  # re-check before every delivery
+    a, = await tenants(gql, "ann")
+    eid = await execute(gql, a.token, a.prompt_id, {"name": "Ada"})
+    await driver.start(eid)
+    async with live() as server, GraphQLWebSocket(server.url, token=a.token) as ws:
+        got: asyncio.Queue = asyncio.Queue()
+
+        async def pump():
+            async for payload in ws.subscribe(EXECUTION_UPDATED, {"id": eid}):
+                await got.put(payload)
+            await got.put(None)
+
+        task = asyncio.create_task(pump())
+        assert (await asyncio.wait_for(got.get(), 5))["data"]["executionUpdated"]["type"] == "SNAPSHOT"
+        body = await gql("mutation { logOut { ok userErrors { code } } }", token=a.token)
+        assert body["data"]["logOut"]["ok"] is True
+        await driver.delta(eid, "secret")
+        last = await asyncio.wait_for(got.get(), 5)
+        assert last["data"] is None
+        assert last["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert await asyncio.wait_for(got.get(), 5) is None
+        await task
+        assert server.bus.subscriber_count == 0
