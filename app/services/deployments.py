@@ -15,7 +15,7 @@ Resolving (the hot path)
 ``resolve_prompt`` answers "which version should this caller use in this environment right now?"
 with ONE SQL statement: the project (its environments, default environment and — for users — the
 caller's role), the prompt by name, its active deployments in the environment (through the partial
-index ``ix_deployments_active``) and their versions, plus the latest version when asked to fall back.
+index ``uq_deployments_active_version``) and their versions, plus the latest version when asked to fall back.
 
 Buckets. With a subject key, the bucket (0..99) is::
 
@@ -93,7 +93,7 @@ async def active_deployments(session: AsyncSession, prompt_id: uuid.UUID,
                              environment: str) -> list[tuple[Deployment, PromptVersion]]:
     """The active (deployment, version) pairs of one prompt and environment, in resolve order.
 
-    One statement, using ``ix_deployments_active``. For callers that already hold the prompt
+    One statement, using ``uq_deployments_active_version``. For callers that already hold the prompt
     (e.g. executing a prompt by environment); access checks are theirs.
     """
     rows = (await session.execute(

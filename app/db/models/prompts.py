@@ -102,9 +102,8 @@ class Deployment(Base):
     __table_args__ = (
         CheckConstraint("traffic_percentage BETWEEN 1 AND 100", name="traffic_percentage_range"),
         CheckConstraint("retired_at IS NULL OR retired_at >= deployed_at", name="retired_after_deployed"),
-        # The hot path (resolvePrompt) reads the active rows of one prompt and environment.
-        Index("ix_deployments_active", "prompt_id", "environment", postgresql_where=text("retired_at IS NULL")),
-        # One active row per version and environment.
+        # One active row per version and environment; also the index of the hot path (resolvePrompt
+        # reads the active rows of one prompt and environment: its leading columns).
         Index("uq_deployments_active_version", "prompt_id", "environment", "version_id", unique=True,
               postgresql_where=text("retired_at IS NULL")),
         Index("ix_deployments_history", "prompt_id", "deployed_at", "id"),
