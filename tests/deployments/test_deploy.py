@@ -6,7 +6,7 @@ import json
 
 import asyncpg
 
-from .util import (ERR, add_member, add_version, create_api_key, create_prompt, deploy, raw_uuid, signup, split,
+from .util import (ERR, add_member, create_api_key, create_prompt, deploy, raw_uuid, signup, split,
                    tenant, undeploy)
 
 ACTIVE = """query($id: ID!, $env: String) { node(id: $id) { ... on Prompt {

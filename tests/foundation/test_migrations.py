@@ -8,7 +8,6 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine as create_sync_engine  # noqa: F401 - documents the sync path below
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.engine import async_url

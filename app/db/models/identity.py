@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ARRAY, Boolean, CheckConstraint, ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, created_at, enum_check, updated_at, uuid_pk
+from .base import Base, created_at, updated_at, uuid_pk
 from .enums import ApiScope
 
 
