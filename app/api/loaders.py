@@ -72,6 +72,27 @@ class ManyByKeyLoader(BaseLoader):
         return [grouped.get(k, []) for k in keys]
 
 
+class VisibleViaPrompt(BaseLoader):
+    """Rows of a model that belongs to a prompt (``model.prompt_id``: deployments, validations), by id;
+    None unless the viewer may read prompts in that prompt's project. One query per batch."""
+
+    def __init__(self, ctx: "Context", model: Any):
+        super().__init__(ctx)
+        self.model = model
+
+    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[Any | None]:
+        from app.db.models import Prompt
+        from app.services.access import Action
+
+        async with self.ctx.db() as session:
+            rows = (await session.execute(
+                select(self.model, Prompt.project_id).join(Prompt, Prompt.id == self.model.prompt_id)
+                .where(self.model.id.in_(list(set(keys)))))).all()
+        allowed = await self.ctx.can_many([p for _, p in rows], Action.READ_PROMPTS) if rows else {}
+        by_id = {r.id: r for r, p in rows if allowed.get(p)}
+        return [by_id.get(k) for k in keys]
+
+
 class Loaders:
     """The per-request registry of loader instances."""
 

@@ -24,7 +24,7 @@ from app.services.access import Action
 from app.services.errors import ServiceError
 
 from ..errors import BadRequest, UserError, user_errors
-from ..loaders import BaseLoader
+from ..loaders import BaseLoader, VisibleViaPrompt
 from ..pagination import Connection, Edge, decode_cursor, encode_cursor
 from ..relay import Node, PageInfo, clamp_first, decode_gid_of, encode_gid, register_node
 
@@ -127,20 +127,6 @@ class DeploymentCountLoader(BaseLoader):
         return [int(counts.get(k, 0)) for k in keys]
 
 
-class VisibleDeployments(BaseLoader):
-    """Deployments by id, None unless the viewer may read prompts in the deployment's project."""
-
-    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[models.Deployment | None]:
-        async with self.ctx.db() as session:
-            rows = (await session.execute(
-                select(models.Deployment, models.Prompt.project_id)
-                .join(models.Prompt, models.Prompt.id == models.Deployment.prompt_id)
-                .where(models.Deployment.id.in_(list(set(keys)))))).all()
-        allowed = await self.ctx.can_many([p for _, p in rows], Action.READ_PROMPTS) if rows else {}
-        by_id = {d.id: d for d, p in rows if allowed.get(p)}
-        return [by_id.get(k) for k in keys]
-
-
 # ------------------------------------------------------------------ types
 
 
@@ -204,7 +190,7 @@ class Deployment(Node):
 
 @register_node("Deployment")
 async def _deployment_nodes(info: Info, ids: Sequence[uuid.UUID]) -> list[Deployment | None]:
-    rows = await info.context.loader(VisibleDeployments).load_many(list(ids))
+    rows = await info.context.loader(VisibleViaPrompt, models.Deployment).load_many(list(ids))
     return [Deployment.from_row(r) if r is not None else None for r in rows]
 
 

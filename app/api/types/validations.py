@@ -26,7 +26,7 @@ from app.services.access import Action
 from app.services.errors import ServiceError
 
 from ..errors import UserError, user_errors
-from ..loaders import BaseLoader
+from ..loaders import BaseLoader, VisibleViaPrompt
 from ..relay import Node, decode_gid_of, encode_gid, register_node
 
 if TYPE_CHECKING:
@@ -73,20 +73,6 @@ class ValidationsByPrompt(BaseLoader):
         return [grouped.get(k, []) for k in keys]
 
 
-class VisibleValidations(BaseLoader):
-    """Validations by id, None unless the viewer may read prompts in the validation's project."""
-
-    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[models.Validation | None]:
-        async with self.ctx.db() as session:
-            rows = (await session.execute(
-                select(models.Validation, models.Prompt.project_id)
-                .join(models.Prompt, models.Prompt.id == models.Validation.prompt_id)
-                .where(models.Validation.id.in_(list(set(keys)))))).all()
-        allowed = await self.ctx.can_many([p for _, p in rows], Action.READ_PROMPTS) if rows else {}
-        by_id = {v.id: v for v, p in rows if allowed.get(p)}
-        return [by_id.get(k) for k in keys]
-
-
 # ------------------------------------------------------------------ types
 
 
@@ -126,7 +112,7 @@ class Validation(Node):
 
 @register_node("Validation")
 async def _validation_nodes(info: Info, ids: Sequence[uuid.UUID]) -> list[Validation | None]:
-    rows = await info.context.loader(VisibleValidations).load_many(list(ids))
+    rows = await info.context.loader(VisibleViaPrompt, models.Validation).load_many(list(ids))
     return [Validation.from_row(r) if r is not None else None for r in rows]
 
 
@@ -160,7 +146,7 @@ class ValidationResult:
     async def validation(self, info: Info) -> Validation | None:
         if self.validation_id is None:
             return None
-        row = await info.context.loader(VisibleValidations).load(self.validation_id)
+        row = await info.context.loader(VisibleViaPrompt, models.Validation).load(self.validation_id)
         return Validation.from_row(row) if row is not None else None
 
 
