@@ -273,8 +273,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     with _database(settings) as (url, embedded):
-        if embedded:
-            _migrate(url)  # a fresh data directory has no tables yet
+        _migrate(url)  # a fresh database has no tables yet; on an up-to-date one this changes nothing
         user = asyncio.run(create())
     kind = "superuser" if args.superuser else "user"
     print(f"created {kind} {user.username} (id {user.id})")
