@@ -1,4 +1,4 @@
-"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /healthz, /readyz.
+"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /healthz, /readyz, /metrics.
 
 ``create_app(settings)`` builds it; its lifespan opens the database engine, and starts the event
 bus and the execution workers. ``create_app_from_env()`` is the factory uvicorn runs.
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     from app.api.view import GraphQLView
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
+    from app.http.metrics import metrics
 
     settings = settings or Settings.from_env()
     url = database_url or settings.database_url
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])

@@ -155,3 +155,28 @@ async def test_introspection_and_graphiql_can_be_switched_off(make_app):
             assert "introspection" in body["errors"][0]["message"].lower()
             body = (await c.post("/graphql", json={"query": '{ node(id: "x") { id } }'})).json()
             assert body == {"data": {"node": None}}
+
+
+async def test_metrics_in_prometheus_text_format(client, db_url):
+    import asyncpg
+
+    r = await client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert 'promptstudio_executions{status="PENDING"} 0' in r.text
+    assert "# TYPE promptstudio_subscribers gauge" in r.text and "promptstudio_worker_tasks 0" in r.text
+    assert 'promptstudio_db_pool_connections{state="checked_out"}' in r.text
+    conn = await asyncpg.connect(db_url)  # one queued execution, straight in the table
+    try:
+        await conn.execute("""
+            WITH u AS (INSERT INTO users (email, username, password_hash) VALUES ('m@x.io', 'm', 'x') RETURNING id),
+                 p AS (INSERT INTO projects (slug, name, environments, default_environment)
+                       VALUES ('m', 'm', '{production}', 'production') RETURNING id),
+                 pr AS (INSERT INTO prompts (project_id, name) SELECT id, 'p' FROM p RETURNING id, project_id),
+                 v AS (INSERT INTO prompt_versions (prompt_id, number, kind, format, template, content_hash)
+                       SELECT id, 1, 'TEXT', 'MUSTACHE', 'hi', 'h' FROM pr RETURNING id, prompt_id)
+            INSERT INTO executions (project_id, prompt_id, version_id)
+            SELECT pr.project_id, pr.id, v.id FROM pr, v""")
+    finally:
+        await conn.close()
+    r = await client.get("/metrics")
+    assert 'promptstudio_executions{status="PENDING"} 1' in r.text

@@ -1,0 +1,38 @@
+"""/metrics: the server's state in the Prometheus text format, read at scrape time.
+
+Gauges only (no request counters kept in memory): the execution queue of the whole database
+(PENDING and RUNNING, from the queue's partial indexes), this process's live subscribers, its
+execution worker tasks, and its database pool.
+"""
+from __future__ import annotations
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+
+_QUEUE = text("SELECT status, count(*) FROM executions WHERE status IN ('PENDING', 'RUNNING') GROUP BY status")
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return PlainTextResponse("# starting\n", status_code=503)
+    lines: list[str] = []
+
+    def gauge(name: str, help_: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} gauge")
+        lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+
+    async with runtime.engine.connect() as conn:
+        counts = dict((await conn.execute(_QUEUE)).all())
+    gauge("promptstudio_executions", "Executions queued or running (whole database).",
+          [(f'{{status="{s}"}}', counts.get(s, 0)) for s in ("PENDING", "RUNNING")])
+    bus = runtime.bus
+    gauge("promptstudio_subscribers", "Live subscriptions served by this process.",
+          [("", bus.subscriber_count if bus is not None else 0)])
+    gauge("promptstudio_worker_tasks", "Execution worker tasks in this process.", [("", runtime.settings.workers)])
+    pool = runtime.engine.pool
+    gauge("promptstudio_db_pool_connections", "Database connections of this process's pool.",
+          [('{state="checked_out"}', pool.checkedout()), ('{state="idle"}', pool.checkedin())])
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
