@@ -90,7 +90,10 @@ async def db_url(pg_server, template_db) -> str:
     name = "ps_test_" + uuid.uuid4().hex[:12]
     conn = await _admin(pg_server)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        try:  # FILE_COPY copies the (small) template's files at once: faster than WAL_LOG's block by block
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
+        except asyncpg.PostgresSyntaxError:  # PostgreSQL before 15 (TEST_DATABASE_URL)
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     finally:
         await conn.close()
     yield pg_server(name)
