@@ -24,7 +24,7 @@ from app.services.access import Action
 from app.services.errors import ServiceError
 
 from ..errors import BadRequest, UserError, user_errors
-from ..loaders import BaseLoader, VisibleViaPrompt
+from ..loaders import BaseLoader, ManyByKeyLoader, VisibleViaPrompt
 from ..pagination import Connection, Edge, decode_cursor, encode_cursor
 from ..relay import Node, PageInfo, clamp_first, decode_gid_of, encode_gid, register_node
 
@@ -48,36 +48,28 @@ BUCKET_DOC = (
 # ------------------------------------------------------------------ loaders
 
 
-class ActiveDeploymentsByPrompt(BaseLoader):
+class ActiveDeploymentsByPrompt(ManyByKeyLoader):
     """Active deployments of each prompt (all environments), in resolve order within an environment."""
 
-    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[list[models.Deployment]]:
-        stmt = (select(models.Deployment)
-                .join(models.PromptVersion, models.PromptVersion.id == models.Deployment.version_id)
-                .where(models.Deployment.prompt_id.in_(list(set(keys))), models.Deployment.retired_at.is_(None))
-                .order_by(models.Deployment.environment, models.Deployment.deployed_at,
-                          models.PromptVersion.number, models.Deployment.id))
-        async with self.ctx.db() as session:
-            rows = (await session.execute(stmt)).scalars().all()
-        grouped: dict[uuid.UUID, list[models.Deployment]] = defaultdict(list)
-        for r in rows:
-            grouped[r.prompt_id].append(r)
-        return [grouped.get(k, []) for k in keys]
+    model = models.Deployment
+    key_column = "prompt_id"
+    order_by = (models.Deployment.environment, models.Deployment.deployed_at, models.PromptVersion.number,
+                models.Deployment.id)
+
+    def where(self, stmt):
+        return (stmt.join(models.PromptVersion, models.PromptVersion.id == models.Deployment.version_id)
+                .where(models.Deployment.retired_at.is_(None)))
 
 
-class ActiveDeploymentsByVersion(BaseLoader):
+class ActiveDeploymentsByVersion(ManyByKeyLoader):
     """Active deployments that serve each version."""
 
-    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[list[models.Deployment]]:
-        stmt = (select(models.Deployment)
-                .where(models.Deployment.version_id.in_(list(set(keys))), models.Deployment.retired_at.is_(None))
-                .order_by(models.Deployment.environment, models.Deployment.id))
-        async with self.ctx.db() as session:
-            rows = (await session.execute(stmt)).scalars().all()
-        grouped: dict[uuid.UUID, list[models.Deployment]] = defaultdict(list)
-        for r in rows:
-            grouped[r.version_id].append(r)
-        return [grouped.get(k, []) for k in keys]
+    model = models.Deployment
+    key_column = "version_id"
+    order_by = (models.Deployment.environment, models.Deployment.id)
+
+    def where(self, stmt):
+        return stmt.where(models.Deployment.retired_at.is_(None))
 
 
 class DeploymentHistoryLoader(BaseLoader):
