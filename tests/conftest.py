@@ -152,18 +152,34 @@ class GQL:
     client: httpx.AsyncClient
     token: str | None = None
 
-    async def __call__(self, query: str, variables: dict | None = None, *, token: str | None = None,
-                       headers: dict | None = None, check: bool = True) -> dict[str, Any]:
+    async def post(self, query: str, variables: dict | None = None, *, token: str | None = None,
+                   headers: dict | None = None) -> httpx.Response:
+        """The raw HTTP response (for status codes and headers)."""
         h = dict(headers or {})
         tok = token if token is not None else self.token
         if tok:
             h["Authorization"] = f"Bearer {tok}"
-        resp = await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=h)
+        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=h)
+
+    async def __call__(self, query: str, variables: dict | None = None, *, token: str | None = None,
+                       headers: dict | None = None, check: bool = True) -> dict[str, Any]:
+        resp = await self.post(query, variables, token=token, headers=headers)
         body = resp.json()
         if check:
             assert resp.status_code == 200, (resp.status_code, body)
             assert "errors" not in body, body["errors"]
         return body
+
+    async def refused(self, query: str, variables: dict | None = None, *, token: str | None = None,
+                      headers: dict | None = None) -> str:
+        """Assert the request is refused as UNAUTHENTICATED (HTTP 401, no data); returns the message."""
+        resp = await self.post(query, variables, token=token, headers=headers)
+        body = resp.json()
+        assert resp.status_code == 401, (resp.status_code, body)
+        assert resp.headers["www-authenticate"].startswith("Bearer"), resp.headers
+        assert "data" not in body, body
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"], body
+        return body["errors"][0]["message"]
 
     def as_(self, token: str | None) -> "GQL":
         return GQL(self.client, token)

@@ -1,70 +1,71 @@
-"""The GraphQL schema: the root types of every domain merged, plus limits and error masking.
+"""The GraphQL schema: every domain's root fields, imported explicitly, plus limits and error handling.
 
-Each domain module contributes ``*Query``, ``*Mutation`` and ``*Subscription`` classes; they are
-merged here, so domains do not edit each other's files.
+A field of the Query, Mutation or Subscription type lives in ``app/api/<domain>/queries.py``,
+``mutations.py`` or ``subscriptions.py``; the classes below are merged in this order (the field
+order of the exported SDL).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache, max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
-from graphql.validation import NoSchemaIntrospectionCustomRule
 
-from .extensions import MaskInternalErrors
-from .root import NodeQuery
+from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
+from .core.relay import NodeQuery, node_types
+from .deployments.mutations import DeploymentMutation
+from .deployments.queries import DeploymentQuery
+from .executions.mutations import ExecutionMutation
+from .executions.subscriptions import ExecutionSubscription
+from .identity.mutations import IdentityMutation
+from .identity.queries import IdentityQuery
+from .models.mutations import ModelMutation
+from .models.queries import ModelQuery
+from .projects.mutations import ProjectMutation
+from .projects.queries import ProjectQuery
+from .prompts.mutations import PromptMutation
+from .prompts.queries import PromptQuery
+from .validations.mutations import ValidationMutation
 
 if TYPE_CHECKING:
     from app.settings import Settings
 
-QUERIES: list[type] = [NodeQuery]
-MUTATIONS: list[type] = []
-SUBSCRIPTIONS: list[type] = []
+Query = merge_types("Query", (NodeQuery, IdentityQuery, ProjectQuery, PromptQuery, DeploymentQuery, ModelQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, ProjectMutation, PromptMutation, DeploymentMutation,
+                                    ValidationMutation, ExecutionMutation, ModelMutation))
+Subscription = merge_types("Subscription", (ExecutionSubscription,))
 
 
-def _collect() -> None:
-    # Domain modules register their root classes here (import order = field order in the SDL).
-    from .domains import register_all
-
-    register_all(QUERIES, MUTATIONS, SUBSCRIPTIONS)
-
-
-_collect()
-
-Query = merge_types("Query", tuple(QUERIES))
-Mutation = merge_types("Mutation", tuple(MUTATIONS)) if MUTATIONS else None
-Subscription = merge_types("Subscription", tuple(SUBSCRIPTIONS)) if SUBSCRIPTIONS else None
-
-
-def build_schema(settings: "Settings | None" = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     from app.settings import Settings
 
     settings = settings or Settings()
     # Rule classes built once, so the validation cache (keyed on the document and the rules)
     # hits for repeated queries; extension instances are made per request (they hold state).
-    rules = [
+    rules: list[Any] = [
         query_depth_limiter.create_validator(settings.max_query_depth, None, None),
         max_aliases.create_validator(settings.max_aliases),
     ]
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    extensions: list = [
+    extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=512),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
+        RefuseBadCredentials,
         MaskInternalErrors,
     ]
-    from .domains import extra_types
-
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        types=extra_types(),
+        # Node types reachable only through the Node interface must be listed too.
+        types=node_types(),
         config=StrawberryConfig(auto_camel_case=True),
     )
 

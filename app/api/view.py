@@ -1,4 +1,12 @@
-"""The /graphql endpoint: Strawberry's ASGI view with our context, authentication and media types."""
+"""The /graphql endpoint: Strawberry's ASGI view with our context, authentication and media types.
+
+Credentials: ``Authorization: Bearer <token>`` on HTTP requests and on the WebSocket upgrade, or an
+``Authorization`` entry in the ``connection_init`` payload. No credential: anonymous. A credential
+that is not valid (unknown, revoked, expired, malformed): every operation fails with
+UNAUTHENTICATED (``RefuseBadCredentials``) — over HTTP as a 401 with a GraphQL error body and
+``WWW-Authenticate: Bearer error="invalid_token"``; over WebSocket as an error of each operation
+(the connection itself is accepted, so the client sees why).
+"""
 from __future__ import annotations
 
 import logging
@@ -9,14 +17,13 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
-from strawberry.exceptions import ConnectionRejectionError
 from cross_web import HTTPException
 
 from app.services.auth import InvalidToken, authenticate
 from app.services.principal import Principal
 from app.settings import Settings
 
-from .context import Context
+from .core.context import Context
 
 log = logging.getLogger("promptstudio.graphql")
 
@@ -70,19 +77,19 @@ class GraphQLView(GraphQL):
         if isinstance(params, dict):
             authorization = params.get("Authorization") or params.get("authorization")
         if authorization:
-            runtime = context.services
-            principal, error = await self._principal(runtime, authorization, context.principal.ip_address,
-                                                     context.principal.user_agent)
+            principal, error = await self._principal(context.services, authorization,
+                                                     context.principal.ip_address, context.principal.user_agent)
             if error:
-                log.info("websocket connection refused: %s", error)
-                raise ConnectionRejectionError({"message": error})
+                log.info("websocket connection with a credential that is not valid: %s", error)
             context.principal = principal
-            context.auth_error = None
-        elif context.auth_error:
-            raise ConnectionRejectionError({"message": context.auth_error})
+            context.auth_error = error
         return None
 
     async def execute_single(self, request, request_adapter, sub_response, context, root_value, request_data):
+        if context.auth_error:
+            # RefuseBadCredentials fails the operation with UNAUTHENTICATED; as HTTP it is a 401.
+            sub_response.status_code = 401
+            sub_response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         # A subscription posted as a plain request cannot stream: say where subscriptions live.
         query = request_data.query or ""
         if "subscription" in query and _is_subscription(query, request_data.operation_name):
@@ -105,7 +112,8 @@ class GraphQLView(GraphQL):
         request = getattr(sub_response, "_ps_request", None)
         if request is not None and _wants_graphql_response_json(request):
             response.headers["content-type"] = GRAPHQL_RESPONSE_JSON + "; charset=utf-8"
-            if isinstance(response_data, dict) and "data" not in response_data and response_data.get("errors"):
+            if (isinstance(response_data, dict) and "data" not in response_data and response_data.get("errors")
+                    and response.status_code == 200):
                 response.status_code = 400
         return response
 

@@ -1,9 +1,13 @@
 """Permissions, in one place: a user's project role or an API key's scopes decide; superusers may do anything.
 
-Every service function calls ``require`` before it touches anything; readers (GraphQL loaders)
-call ``Access.can`` to filter what they return. Something the principal may not even see is
-reported as NOT_FOUND (so IDs of other tenants reveal nothing); something visible but not
-allowed is FORBIDDEN.
+Writers (service functions) call :func:`require` before they touch anything. Readers (the GraphQL
+loaders) ask :func:`permits` for a project and an action, and :func:`may_read` whether a row of a
+given model is visible, following :data:`READ_RULES` (which say, per model, what reading it needs
+and how a row reaches its project). Something the principal may not even see is reported as
+NOT_FOUND, so IDs of other tenants reveal nothing; something visible but not allowed is FORBIDDEN.
+
+Nothing here batches or caches: callers pass the principal's role in the project (the API gets
+it from a per-request dataloader over :func:`roles_in`).
 """
 from __future__ import annotations
 
@@ -11,15 +15,35 @@ import enum
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app.db.models import Project, ProjectMember
+from app.db.models import (
+    ApiKey,
+    AuditEvent,
+    Deployment,
+    Execution,
+    ExecutionLog,
+    Feedback,
+    ModelConfig,
+    Project,
+    ProjectMember,
+    Prompt,
+    PromptVersion,
+    ProviderCredential,
+    User,
+    Validation,
+)
 from app.db.models.enums import ROLE_RANK, ApiScope, ProjectRole
 
 from .errors import forbidden, not_found
 from .principal import Principal
+
+if TYPE_CHECKING:
+    from .audit import AuditNote
 
 
 @dataclass(frozen=True)
@@ -49,8 +73,24 @@ class Action(enum.Enum):
     VIEW_MEMBERS = Rule(ProjectRole.VIEWER, _scopes())
 
 
+# --------------------------------------------------------------------------- decisions
+
+
+def is_superuser(principal: Principal) -> bool:
+    return principal.kind == "user" and principal.is_superuser
+
+
+def visible(principal: Principal, role: ProjectRole | None, project_id: uuid.UUID) -> bool:
+    """Whether the principal may know the project exists at all."""
+    if principal.kind == "user":
+        return principal.is_superuser or role is not None
+    if principal.kind == "api_key":
+        return principal.api_key_project_id == project_id
+    return False
+
+
 def allowed(principal: Principal, role: ProjectRole | None, project_id: uuid.UUID, action: Action) -> bool:
-    """The decision, given the principal's role in the project (None when not a member)."""
+    """The decision for a visible project, given the principal's role in it (None when not a member)."""
     rule: Rule = action.value
     if principal.kind == "user":
         if principal.is_superuser:
@@ -63,19 +103,127 @@ def allowed(principal: Principal, role: ProjectRole | None, project_id: uuid.UUI
     return False
 
 
-def visible(principal: Principal, role: ProjectRole | None, project_id: uuid.UUID) -> bool:
-    """Whether the principal may know the project exists at all."""
+def permits(principal: Principal, role: ProjectRole | None, project_id: uuid.UUID, action: Action) -> bool:
+    """Visible and allowed: what readers ask before they show anything of a project."""
+    return visible(principal, role, project_id) and allowed(principal, role, project_id, action)
+
+
+def may_see_email(principal: Principal, user_id: uuid.UUID) -> bool:
+    """A user's email: for themself and superusers."""
+    return principal.kind == "user" and (principal.is_superuser or principal.user_id == user_id)
+
+
+def may_list_users(principal: Principal) -> bool:
+    return is_superuser(principal)
+
+
+def has_roles(principal: Principal) -> bool:
+    """Only signed-in users have project roles (API keys have scopes; superusers may have none)."""
+    return principal.kind == "user"
+
+
+# --------------------------------------------------------------------------- what readers may see
+
+
+@dataclass(frozen=True)
+class ReadRule:
+    """What reading a row of one model needs.
+
+    Exactly one of: ``project`` (the row's attribute holding its project id; a row without a
+    project is for superusers only), ``parent`` (the row is visible when the parent row it points
+    at through that attribute is), ``public`` (anyone may read it), ``users`` (the rule of users).
+    """
+
+    action: Action | None = None
+    project: str | None = None
+    parent: tuple[type, str] | None = None
+    public: bool = False
+    users: bool = False
+
+
+#: Per model: what reading a row needs. The generic "visible rows" loader of the API follows it.
+READ_RULES: dict[type, ReadRule] = {
+    Project: ReadRule(Action.VIEW_PROJECT, project="id"),
+    Prompt: ReadRule(Action.READ_PROMPTS, project="project_id"),
+    PromptVersion: ReadRule(parent=(Prompt, "prompt_id")),
+    Deployment: ReadRule(parent=(Prompt, "prompt_id")),
+    Validation: ReadRule(parent=(Prompt, "prompt_id")),
+    Execution: ReadRule(Action.READ_EXECUTIONS, project="project_id"),
+    ExecutionLog: ReadRule(parent=(Execution, "execution_id")),
+    Feedback: ReadRule(parent=(Execution, "execution_id")),
+    ApiKey: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
+    ProviderCredential: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
+    #: Project events: the project's admins. Account events (sign-up, log-in): superusers only.
+    AuditEvent: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
+    #: Prices are no secret.
+    ModelConfig: ReadRule(public=True),
+    #: Visible to themself, superusers, and members (or keys) of a project they are in.
+    User: ReadRule(users=True),
+}
+
+
+def read_rule(model: type) -> ReadRule:
+    try:
+        return READ_RULES[model]
+    except KeyError:
+        raise LookupError(f"no read rule for {model.__name__}: add one to app.services.access.READ_RULES") from None
+
+
+def project_of(row: Any, rule: ReadRule) -> uuid.UUID | None:
+    """The project id of a row whose rule names a ``project`` attribute."""
+    assert rule.project is not None
+    return getattr(row, rule.project)
+
+
+def may_read(principal: Principal, role: ProjectRole | None, project_id: uuid.UUID | None, rule: ReadRule) -> bool:
+    """Whether a row of a ``project`` rule is visible, given the principal's role in its project."""
+    assert rule.action is not None
+    if project_id is None:
+        return is_superuser(principal)
+    return permits(principal, role, project_id, rule.action)
+
+
+async def visible_user_ids(session: AsyncSession, principal: Principal, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """The users among ``ids`` that the principal may see (one query; none for superusers and strangers)."""
+    wanted = set(ids)
+    if not wanted:
+        return set()
+    if is_superuser(principal):
+        return wanted
     if principal.kind == "user":
-        return principal.is_superuser or role is not None
+        mine, theirs = aliased(ProjectMember), aliased(ProjectMember)
+        rows = await session.execute(
+            select(theirs.user_id).distinct().join(mine, mine.project_id == theirs.project_id)
+            .where(mine.user_id == principal.user_id, theirs.user_id.in_(wanted)))
+        return {r for (r,) in rows.all()} | ({principal.user_id} & wanted)  # type: ignore[operator]
     if principal.kind == "api_key":
-        return principal.api_key_project_id == project_id
-    return False
+        rows = await session.execute(
+            select(ProjectMember.user_id).where(ProjectMember.project_id == principal.api_key_project_id,
+                                                ProjectMember.user_id.in_(wanted)))
+        return {r for (r,) in rows.all()}
+    return set()
+
+
+def visible_projects(principal: Principal) -> ColumnElement[bool]:
+    """A condition on ``Project.id``: the projects the principal may see (for listings)."""
+    if principal.kind == "user":
+        if principal.is_superuser:
+            return true()
+        m = aliased(ProjectMember)
+        return Project.id.in_(select(m.project_id).where(m.user_id == principal.user_id))
+    if principal.kind == "api_key":
+        return Project.id == principal.api_key_project_id
+    return false()
+
+
+# --------------------------------------------------------------------------- roles
 
 
 async def roles_in(session: AsyncSession, principal: Principal,
                    project_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProjectRole]:
+    """The principal's role in each of the projects it is a member of (no query for API keys)."""
     ids = list(set(project_ids))
-    if principal.kind != "user" or not ids:
+    if not has_roles(principal) or not ids:
         return {}
     rows = await session.execute(
         select(ProjectMember.project_id, ProjectMember.role)
@@ -87,19 +235,34 @@ async def role_in(session: AsyncSession, principal: Principal, project_id: uuid.
     return (await roles_in(session, principal, [project_id])).get(project_id)
 
 
+# --------------------------------------------------------------------------- writers
+
+
 async def require(session: AsyncSession, principal: Principal, project_id: uuid.UUID | None, action: Action,
-                  *, field: list[str] | None = None, what: str = "project") -> Project:
+                  *, field: list[str] | None = None, what: str = "project", note: AuditNote | None = None,
+                  conceal_unless: Action | None = None) -> Project:
     """Load the project and check that the principal may do ``action`` in it.
 
     Raises NOT_FOUND when the project does not exist or is not visible to the principal (the two
-    are not told apart), FORBIDDEN when it is visible but the action is not allowed.
+    are not told apart), FORBIDDEN when it is visible but the action is not allowed — unless the
+    principal may not even do ``conceal_unless`` there (e.g. read the prompts whose ID it gave):
+    then it is NOT_FOUND too, so the thing asked for is not revealed.
+
+    ``note``: the audit note of the running mutation; it is told the project when the project is
+    visible to the principal (allowed, or FORBIDDEN), so its admins see refused attempts too.
     """
     project = await session.get(Project, project_id) if project_id is not None else None
     role = await role_in(session, principal, project.id) if project is not None else None
     if project is None or not visible(principal, role, project.id):
         raise not_found(f"No {what} with this ID.", field)
     if not allowed(principal, role, project.id, action):
+        if conceal_unless is not None and not allowed(principal, role, project.id, conceal_unless):
+            raise not_found(f"No {what} with this ID.", field)
+        if note is not None:
+            note.project_id = project.id
         raise forbidden(_denied_message(principal, action), field)
+    if note is not None:
+        note.project_id = project.id
     return project
 
 
@@ -119,5 +282,5 @@ def require_user(principal: Principal, message: str = "Only signed-in users can 
 
 
 def require_superuser(principal: Principal) -> None:
-    if not (principal.kind == "user" and principal.is_superuser):
+    if not is_superuser(principal):
         raise forbidden("Only superusers can do this.")

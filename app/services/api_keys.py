@@ -10,83 +10,77 @@ import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import ApiKey
 from app.db.models.enums import ApiScope
 
-from .access import Action
-from .audit import AuditNote, audited
+from .access import Action, require
 from .auth import hash_token, new_api_key, now
 from .errors import ServiceError, invalid, many, not_found
-from .principal import Principal
-from .projects import require_noted
+from .tx import Tx, service
 
 NAME_MAX = 200
 
 
-async def create_api_key(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("api_key.create")
+async def create_api_key(tx: Tx, *,
                          project_id: uuid.UUID | None, name: str, scopes: list[ApiScope | str],
                          expires_at: datetime | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns (the key row, the secret — shown this once)."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> tuple[ApiKey, str]:
-        project = await require_noted(session, principal, note, project_id, Action.MANAGE_API_KEYS,
-                                      field=["input", "projectId"])
-        errors: list[ServiceError] = []
-        clean_name = (name or "").strip()
-        if not clean_name:
-            errors.append(invalid("An API key needs a name (to tell keys apart).", ["input", "name"]))
-        elif len(clean_name) > NAME_MAX:
-            errors.append(invalid(f"The name is too long ({len(clean_name)} characters; at most {NAME_MAX}).",
-                                  ["input", "name"]))
-        values = [ApiScope(s).value for s in scopes]
-        clean_scopes = sorted(set(values), key=values.index)
-        if not clean_scopes:
-            errors.append(invalid("Give the key at least one scope: " + ", ".join(ApiScope.values()) + ".",
-                                  ["input", "scopes"]))
-        expiry = expires_at
-        if expiry is not None:
-            if expiry.tzinfo is None:
-                expiry = expiry.replace(tzinfo=timezone.utc)
-            if expiry <= now():
-                errors.append(invalid("expiresAt is in the past; give a future time or leave it out for a key "
-                                      "that does not expire.", ["input", "expiresAt"]))
-        if errors:
-            raise many(errors)
-        secret, prefix = new_api_key()
-        key = ApiKey(project_id=project.id, name=clean_name, prefix=prefix, secret_hash=hash_token(secret),
-                     scopes=clean_scopes, created_by_id=principal.user_id, expires_at=expiry)
-        session.add(key)
-        await session.flush()
-        await session.refresh(key)
-        note.resource_type, note.resource_id = "ApiKey", key.id
-        note.details = {"name": clean_name, "scopes": clean_scopes, "prefix": prefix}
-        return key, secret
-
-    return await audited(sessionmaker, principal, "api_key.create", run)
+    session, note, principal = tx.session, tx.note, tx.principal
+    project = await require(session, principal, project_id, Action.MANAGE_API_KEYS,
+                            field=["input", "projectId"], note=note)
+    errors: list[ServiceError] = []
+    clean_name = (name or "").strip()
+    if not clean_name:
+        errors.append(invalid("An API key needs a name (to tell keys apart).", ["input", "name"]))
+    elif len(clean_name) > NAME_MAX:
+        errors.append(invalid(f"The name is too long ({len(clean_name)} characters; at most {NAME_MAX}).",
+                              ["input", "name"]))
+    values = [ApiScope(s).value for s in scopes]
+    clean_scopes = sorted(set(values), key=values.index)
+    if not clean_scopes:
+        errors.append(invalid("Give the key at least one scope: " + ", ".join(ApiScope.values()) + ".",
+                              ["input", "scopes"]))
+    expiry = expires_at
+    if expiry is not None:
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=timezone.utc)
+        if expiry <= now():
+            errors.append(invalid("expiresAt is in the past; give a future time or leave it out for a key "
+                                  "that does not expire.", ["input", "expiresAt"]))
+    if errors:
+        raise many(errors)
+    secret, prefix = new_api_key()
+    key = ApiKey(project_id=project.id, name=clean_name, prefix=prefix, secret_hash=hash_token(secret),
+                 scopes=clean_scopes, created_by_id=principal.user_id, expires_at=expiry)
+    session.add(key)
+    await session.flush()
+    await session.refresh(key)
+    note.about(ApiKey, key.id)
+    note.details = {"name": clean_name, "scopes": clean_scopes, "prefix": prefix}
+    return key, secret
 
 
-async def revoke_api_key(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("api_key.revoke")
+async def revoke_api_key(tx: Tx, *,
                          key_id: uuid.UUID | None) -> ApiKey:
     """Revoke a key at once (idempotent: revoking a revoked key changes nothing)."""
+    session, note, principal = tx.session, tx.note, tx.principal
+    key = None
+    if key_id is not None:
+        key = (await session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
+               ).scalar_one_or_none()
+    if key is None:
+        raise not_found("No API key with this ID.", ["input", "id"])
+    await require(session, principal, key.project_id, Action.MANAGE_API_KEYS,
+                  field=["input", "id"], what="API key", note=note)
+    note.about(ApiKey, key.id)
+    note.details = {"name": key.name, "prefix": key.prefix}
+    if key.revoked_at is None:
+        key.revoked_at = now()
+        await session.flush()
+    else:
+        note.details["already_revoked"] = True
+    return key
 
-    async def run(session: AsyncSession, note: AuditNote) -> ApiKey:
-        key = None
-        if key_id is not None:
-            key = (await session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
-                   ).scalar_one_or_none()
-        if key is None:
-            raise not_found("No API key with this ID.", ["input", "id"])
-        await require_noted(session, principal, note, key.project_id, Action.MANAGE_API_KEYS,
-                            field=["input", "id"], what="API key")
-        note.resource_type, note.resource_id = "ApiKey", key.id
-        note.details = {"name": key.name, "prefix": key.prefix}
-        if key.revoked_at is None:
-            key.revoked_at = now()
-            await session.flush()
-        else:
-            note.details["already_revoked"] = True
-        return key
-
-    return await audited(sessionmaker, principal, "api_key.revoke", run)

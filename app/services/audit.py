@@ -1,30 +1,23 @@
-"""The audit log, and the one way mutations run: one transaction, audited.
+"""The audit log: what a mutation tells it (``AuditNote``) and how its events are written.
 
-``audited(sessionmaker, principal, action, fn)`` runs ``fn(session, note)`` in a transaction.
-On success the SUCCESS event is written in that same transaction (so there is no change without
-its audit row, and no audit row for a change that did not commit). On an expected problem
-(ServiceError) the transaction is rolled back — nothing is half-written — and a FAILURE (or
-DENIED, for FORBIDDEN) event is written in a transaction of its own. Unexpected exceptions are
-audited as FAILURE too and re-raised (the API masks them).
+Every change runs through :func:`app.services.tx.perform`, which writes the SUCCESS event in the
+change's own transaction, and a FAILURE or DENIED event apart when the change is refused.
 """
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import AuditEvent
 from app.db.models.enums import AuditResult
 
-from .errors import ServiceError
 from .principal import Principal
 
 log = logging.getLogger("promptstudio.audit")
-R = TypeVar("R")
 
 
 @dataclass
@@ -33,14 +26,21 @@ class AuditNote:
 
     action: str
     project_id: uuid.UUID | None = None
+    #: The GraphQL type name of the resource (the model's class name: models and node types share names).
     resource_type: str | None = None
     resource_id: uuid.UUID | None = None
     details: dict[str, Any] = field(default_factory=dict)
     #: Set by sign-up / log-in, whose actor is only known once the action ran.
     actor_id: uuid.UUID | None = None
 
+    def about(self, model: type, resource_id: uuid.UUID | None = None) -> None:
+        """The resource acted on: a model class (``Prompt``) and, once known, the row's id."""
+        self.resource_type = model.__name__
+        if resource_id is not None:
+            self.resource_id = resource_id
 
-def _event(principal: Principal, note: AuditNote, result: AuditResult, extra: dict | None = None) -> AuditEvent:
+
+def event(principal: Principal, note: AuditNote, result: AuditResult, extra: dict | None = None) -> AuditEvent:
     details = dict(note.details)
     if extra:
         details.update(extra)
@@ -58,30 +58,11 @@ def _event(principal: Principal, note: AuditNote, result: AuditResult, extra: di
     )
 
 
-async def audited(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, action: str,
-                  fn: Callable[[AsyncSession, AuditNote], Awaitable[R]]) -> R:
-    note = AuditNote(action=action)
+async def record_apart(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, note: AuditNote,
+                       result: AuditResult, extra: dict) -> None:
+    """Write a FAILURE or DENIED event in a transaction of its own (the change was rolled back)."""
     try:
-        async with sessionmaker() as session:
-            async with session.begin():
-                result = await fn(session, note)
-                session.add(_event(principal, note, AuditResult.SUCCESS))
-            return result
-    except ServiceError as exc:
-        outcome = AuditResult.DENIED if exc.code == "FORBIDDEN" else AuditResult.FAILURE
-        await _record_apart(sessionmaker, principal, note, outcome,
-                            {"error": {"code": exc.code, "message": exc.message}})
-        raise
-    except Exception:
-        await _record_apart(sessionmaker, principal, note, AuditResult.FAILURE, {"error": {"code": "INTERNAL"}})
-        raise
-
-
-async def _record_apart(sessionmaker, principal: Principal, note: AuditNote, result: AuditResult,
-                        extra: dict) -> None:
-    try:
-        async with sessionmaker() as session:
-            async with session.begin():
-                session.add(_event(principal, note, result, extra))
+        async with sessionmaker() as session, session.begin():
+            session.add(event(principal, note, result, extra))
     except Exception:  # the audit write must not hide the original problem
         log.exception("could not write the audit event for %s", note.action)

@@ -42,17 +42,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, func, null, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.db.models import Deployment, Project, ProjectMember, Prompt, PromptVersion
 from app.db.models.enums import ProjectRole, PromptStatus
 
-from .access import Action, allowed, visible
-from .audit import AuditNote, audited
+from .access import Action, permits, require
+from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
 from .principal import Principal
-from .projects import require_noted
+from .tx import Tx, service
 
 #: A split has at most this many versions (each needs at least 1 %).
 MAX_SPLITS = 100
@@ -108,13 +108,19 @@ async def active_deployments(session: AsyncSession, prompt_id: uuid.UUID,
 # ------------------------------------------------------------------ resolving
 
 
-class UnknownEnvironment(ServiceError):
-    """resolve_prompt was asked for an environment the project does not have."""
+class Unresolved(Exception):
+    """Why ``resolve_prompt`` has no answer; raised only to callers who may read the project's prompts
+    (everyone else gets None and learns nothing). ``code`` goes to the GraphQL error's extensions."""
 
-    def __init__(self, environment: str, environments: Sequence[str]):
-        super().__init__("INVALID", f"Unknown environment {environment!r}; this project's environments are: "
-                                    f"{', '.join(environments)}.", ["environment"])
-        self.environments = list(environments)
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _unknown_environment(environment: str, environments: Sequence[str]) -> Unresolved:
+    return Unresolved("BAD_USER_INPUT", f"Unknown environment {environment!r}; this project's environments are: "
+                                        f"{', '.join(environments)}.")
 
 
 @dataclass
@@ -127,11 +133,6 @@ class Resolution:
     bucket: int
     #: Every active (deployment, version) of the environment, in resolve order.
     active: list[tuple[Deployment, PromptVersion]]
-
-
-def _may_read(principal: Principal, project_id: uuid.UUID, role: str | None) -> bool:
-    r = ProjectRole(role) if role else None
-    return visible(principal, r, project_id) and allowed(principal, r, project_id, Action.READ_PROMPTS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -176,10 +177,12 @@ async def resolve_prompt(session: AsyncSession, principal: Principal, project_id
                          fallback_to_latest: bool = False) -> Resolution | None:
     """The version ``principal`` should use for prompt ``name`` of a project in an environment.
 
-    None when the project or prompt does not exist or is not readable (READ_PROMPTS), or when
-    nothing is deployed in the environment and ``fallback_to_latest`` is false. Raises
-    :class:`UnknownEnvironment` (only to callers who may read the project) for an environment
-    the project does not have. One SQL statement; see the module docstring for the buckets.
+    None when the project does not exist or the caller may not read its prompts (READ_PROMPTS):
+    such callers learn nothing. Callers who may read them get :class:`Unresolved` instead, saying
+    why there is no answer: an environment the project does not have (BAD_USER_INPUT), no prompt
+    of that name (PROMPT_NOT_FOUND), or nothing deployed in the environment while
+    ``fallback_to_latest`` is false (NOT_DEPLOYED). One SQL statement; see the module docstring
+    for the buckets.
     """
     if not principal.is_authenticated:
         return None
@@ -197,24 +200,25 @@ async def resolve_prompt(session: AsyncSession, principal: Principal, project_id
         return None
     first = rows[0]
     environments, default_environment, role = first[0], first[1], first[2]
-    if not _may_read(principal, project_id, role):
+    if not permits(principal, ProjectRole(role) if role else None, project_id, Action.READ_PROMPTS):
         return None
     env = environment if environment is not None else default_environment
     if env not in environments:
-        raise UnknownEnvironment(env, environments)
+        raise _unknown_environment(env, environments)
     prompt: Prompt | None = first[3]
     if prompt is None:
-        return None
+        raise Unresolved("PROMPT_NOT_FOUND", f"This project has no prompt named {name!r}.")
     active = [(r[4], r[5]) for r in rows if r[4] is not None and r[5] is not None]
     bucket = bucket_for(prompt.id, env, subject_key)
     chosen = choose([d for d, _ in active], bucket)
     if chosen is not None:
         chosen_version = next(v for d, v in active if d is chosen)
         return Resolution(prompt, chosen_version, chosen, env, bucket, active)
-    fallback = first[6] if fallback_to_latest else None
-    if fallback is None:
-        return None
-    return Resolution(prompt, fallback, None, env, bucket, active)
+    if not fallback_to_latest:
+        raise Unresolved("NOT_DEPLOYED", f"Nothing of prompt {name!r} is deployed in environment {env!r}; deploy "
+                                         "a version there, or ask with fallbackToLatest: true for the latest "
+                                         "version.")
+    return Resolution(prompt, first[6], None, env, bucket, active)
 
 
 # ------------------------------------------------------------------ changing deployments
@@ -234,10 +238,9 @@ async def _require_prompt(session: AsyncSession, principal: Principal, note: Aud
     if prompt is None:
         raise not_found(f"No {what} with this ID.", field)
     # Files the project on the note when visible: denials belong in the project's audit log.
-    project = await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS, field=field,
-                                  what=what)
-    note.resource_type = "Prompt"
-    note.resource_id = prompt.id
+    project = await require(session, principal, prompt.project_id, Action.WRITE_PROMPTS, field=field,
+                            what=what, note=note)
+    note.about(Prompt, prompt.id)
     return project
 
 
@@ -311,27 +314,26 @@ async def _versions_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> di
     return {v.id: (v, p) for v, p in rows}
 
 
-async def deploy_version(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("deployment.set")
+async def deploy_version(tx: Tx, *,
                          version_id: uuid.UUID | None, environment: str) -> list[Deployment]:
     """Serve one version at 100 % of an environment; returns the environment's active deployments."""
+    session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "versionId"]
-
-    async def run(session: AsyncSession, note: AuditNote) -> list[Deployment]:
-        found = (await _versions_by_id(session, [version_id])) if version_id else {}
-        version, prompt = found.get(version_id, (None, None)) if version_id else (None, None)
-        project = await _require_prompt(session, principal, note, prompt, field, "version")
-        prompt = await _lock_prompt(session, prompt.id)
-        project = await _share_lock_project(session, project)
-        _check_deployable(prompt, field)
-        error = _environment_error(project, environment, ["input", "environment"])
-        if error:
-            raise error
-        return await _replace(session, principal, note, prompt, environment, [(version, 100)])
-
-    return await audited(sessionmaker, principal, "deployment.set", run)
+    found = (await _versions_by_id(session, [version_id])) if version_id else {}
+    version, prompt = found.get(version_id, (None, None)) if version_id else (None, None)
+    project = await _require_prompt(session, principal, note, prompt, field, "version")
+    prompt = await _lock_prompt(session, prompt.id)
+    project = await _share_lock_project(session, project)
+    _check_deployable(prompt, field)
+    error = _environment_error(project, environment, ["input", "environment"])
+    if error:
+        raise error
+    return await _replace(session, principal, note, prompt, environment, [(version, 100)])
 
 
-async def set_traffic_split(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("deployment.split")
+async def set_traffic_split(tx: Tx, *,
                             prompt_id: uuid.UUID | None, environment: str,
                             splits: Sequence[SplitItem]) -> list[Deployment]:
     """Serve several versions of one prompt with percentages adding up to 100, atomically.
@@ -339,85 +341,81 @@ async def set_traffic_split(sessionmaker: async_sessionmaker[AsyncSession], prin
     Every problem with the input is reported at once (unknown environment, percentages out of
     1..100 or not adding up to 100, duplicate versions, versions of another prompt).
     """
+    session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "promptId"]
-
-    async def run(session: AsyncSession, note: AuditNote) -> list[Deployment]:
-        prompt = await session.get(Prompt, prompt_id) if prompt_id else None
-        project = await _require_prompt(session, principal, note, prompt, field, "prompt")
-        prompt = await _lock_prompt(session, prompt.id)
-        project = await _share_lock_project(session, project)
-        _check_deployable(prompt, field)
-        errors: list[ServiceError] = []
-        env_error = _environment_error(project, environment, ["input", "environment"])
-        if env_error:
-            errors.append(env_error)
-        if not splits:
-            errors.append(invalid("Give at least one version and its percentage; to stop serving the environment "
-                                  "use undeployPrompt.", ["input", "splits"]))
-        elif len(splits) > MAX_SPLITS:
-            errors.append(invalid(f"A split has at most {MAX_SPLITS} versions; {len(splits)} given.",
-                                  ["input", "splits"]))
-        if not splits or len(splits) > MAX_SPLITS:
-            raise many(errors)
-        found = await _versions_by_id(session, [s.version_id for s in splits if s.version_id])
-        wanted: list[tuple[PromptVersion, int]] = []
-        seen: dict[uuid.UUID, int] = {}
-        for i, item in enumerate(splits):
-            at = ["input", "splits", str(i)]
-            if not 1 <= item.percentage <= 100:
-                errors.append(invalid(f"percentage must be between 1 and 100; got {item.percentage}.",
-                                      at + ["percentage"]))
-            version, owner = found.get(item.version_id, (None, None)) if item.version_id else (None, None)
-            if version is None or owner.project_id != project.id:
-                errors.append(not_found("No version with this ID.", at + ["versionId"]))
-                continue
-            if owner.id != prompt.id:
-                errors.append(invalid(f"This is version {version.number} of prompt {owner.name!r}, not of "
-                                      f"{prompt.name!r}; a traffic split serves versions of one prompt.",
-                                      at + ["versionId"]))
-                continue
-            if version.id in seen:
-                errors.append(invalid(f"Version {version.number} appears more than once (entries {seen[version.id]} "
-                                      f"and {i}); list each version once.", at + ["versionId"]))
-                continue
-            seen[version.id] = i
-            wanted.append((version, item.percentage))
-        total = sum(s.percentage for s in splits)
-        if total != 100:
-            errors.append(invalid(f"The percentages add up to {total}; they must add up to 100.",
-                                  ["input", "splits"]))
-        if errors:
-            raise many(errors)
-        return await _replace(session, principal, note, prompt, environment, wanted)
-
-    return await audited(sessionmaker, principal, "deployment.split", run)
+    prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+    project = await _require_prompt(session, principal, note, prompt, field, "prompt")
+    prompt = await _lock_prompt(session, prompt.id)
+    project = await _share_lock_project(session, project)
+    _check_deployable(prompt, field)
+    errors: list[ServiceError] = []
+    env_error = _environment_error(project, environment, ["input", "environment"])
+    if env_error:
+        errors.append(env_error)
+    if not splits:
+        errors.append(invalid("Give at least one version and its percentage; to stop serving the environment "
+                              "use undeployPrompt.", ["input", "splits"]))
+    elif len(splits) > MAX_SPLITS:
+        errors.append(invalid(f"A split has at most {MAX_SPLITS} versions; {len(splits)} given.",
+                              ["input", "splits"]))
+    if not splits or len(splits) > MAX_SPLITS:
+        raise many(errors)
+    found = await _versions_by_id(session, [s.version_id for s in splits if s.version_id])
+    wanted: list[tuple[PromptVersion, int]] = []
+    seen: dict[uuid.UUID, int] = {}
+    for i, item in enumerate(splits):
+        at = ["input", "splits", str(i)]
+        if not 1 <= item.percentage <= 100:
+            errors.append(invalid(f"percentage must be between 1 and 100; got {item.percentage}.",
+                                  at + ["percentage"]))
+        version, owner = found.get(item.version_id, (None, None)) if item.version_id else (None, None)
+        if version is None or owner.project_id != project.id:
+            errors.append(not_found("No version with this ID.", at + ["versionId"]))
+            continue
+        if owner.id != prompt.id:
+            errors.append(invalid(f"This is version {version.number} of prompt {owner.name!r}, not of "
+                                  f"{prompt.name!r}; a traffic split serves versions of one prompt.",
+                                  at + ["versionId"]))
+            continue
+        if version.id in seen:
+            errors.append(invalid(f"Version {version.number} appears more than once (entries {seen[version.id]} "
+                                  f"and {i}); list each version once.", at + ["versionId"]))
+            continue
+        seen[version.id] = i
+        wanted.append((version, item.percentage))
+    total = sum(s.percentage for s in splits)
+    if total != 100:
+        errors.append(invalid(f"The percentages add up to {total}; they must add up to 100.",
+                              ["input", "splits"]))
+    if errors:
+        raise many(errors)
+    return await _replace(session, principal, note, prompt, environment, wanted)
 
 
-async def undeploy(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("deployment.undeploy")
+async def undeploy(tx: Tx, *,
                    prompt_id: uuid.UUID | None, environment: str) -> list[Deployment]:
     """Stop serving a prompt in an environment: retire its active rows. Returns [] (nothing is active after).
 
     Undeploying an environment where nothing is deployed is not an error (nothing changes).
     Archived prompts may be undeployed.
     """
+    session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "promptId"]
+    prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+    project = await _require_prompt(session, principal, note, prompt, field, "prompt")
+    prompt = await _lock_prompt(session, prompt.id)
+    project = await _share_lock_project(session, project)
+    error = _environment_error(project, environment, ["input", "environment"])
+    if error:
+        raise error
+    current = await active_deployments(session, prompt.id, environment)
+    note.details.update({"environment": environment, "promptName": prompt.name, "previous": _describe(current),
+                         "retired": len(current)})
+    if current:
+        now = (await session.execute(select(func.clock_timestamp()))).scalar_one()
+        await session.execute(
+            update(Deployment).where(Deployment.id.in_([d.id for d, _ in current]))
+            .values(retired_at=now, retired_by_id=principal.user_id))
+    return []
 
-    async def run(session: AsyncSession, note: AuditNote) -> list[Deployment]:
-        prompt = await session.get(Prompt, prompt_id) if prompt_id else None
-        project = await _require_prompt(session, principal, note, prompt, field, "prompt")
-        prompt = await _lock_prompt(session, prompt.id)
-        project = await _share_lock_project(session, project)
-        error = _environment_error(project, environment, ["input", "environment"])
-        if error:
-            raise error
-        current = await active_deployments(session, prompt.id, environment)
-        note.details.update({"environment": environment, "promptName": prompt.name, "previous": _describe(current),
-                             "retired": len(current)})
-        if current:
-            now = (await session.execute(select(func.clock_timestamp()))).scalar_one()
-            await session.execute(
-                update(Deployment).where(Deployment.id.in_([d.id for d, _ in current]))
-                .values(retired_at=now, retired_by_id=principal.user_id))
-        return []
-
-    return await audited(sessionmaker, principal, "deployment.undeploy", run)

@@ -40,15 +40,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Execution, Feedback, Prompt, PromptVersion
-from app.db.models.enums import (PRIORITY_RANK, TERMINAL_STATUSES, ExecutionEventType, ExecutionStatus, LogLevel,
-                                 Priority, PromptStatus)
+from app.db.models.enums import (
+    PRIORITY_RANK,
+    TERMINAL_STATUSES,
+    ExecutionEventType,
+    ExecutionStatus,
+    LogLevel,
+    Priority,
+    PromptStatus,
+)
 from app.settings import Settings
 
-from .access import Action
-from .audit import AuditNote, audited
+from .access import Action, require
+from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, limit_exceeded, many, not_found
 from .principal import Principal
-from .projects import require_noted
+from .tx import Tx, service
 
 MAX_IDEMPOTENCY_KEY = 256
 MAX_SUBJECT_KEY = 256
@@ -94,15 +101,15 @@ async def _choose(session: AsyncSession, principal: Principal, note: AuditNote, 
         prompt = await session.get(Prompt, version.prompt_id) if version is not None else None
         if prompt is None:
             raise not_found("No prompt version with this ID.", field)
-        project = await require_noted(session, principal, note, prompt.project_id, Action.WRITE_EXECUTIONS,
-                                      field=field, what="prompt version")
+        project = await require(session, principal, prompt.project_id, Action.WRITE_EXECUTIONS,
+                                field=field, what="prompt version", note=note)
         return project, prompt, version
     field = ["input", "promptId"]
     prompt = await session.get(Prompt, req.prompt_id)
     if prompt is None:
         raise not_found("No prompt with this ID.", field)
-    project = await require_noted(session, principal, note, prompt.project_id, Action.WRITE_EXECUTIONS,
-                                  field=field, what="prompt")
+    project = await require(session, principal, prompt.project_id, Action.WRITE_EXECUTIONS,
+                            field=field, what="prompt", note=note)
     return project, prompt, None
 
 
@@ -228,85 +235,82 @@ def _check_keys(req: ExecuteRequest) -> None:
         raise many(errors)
 
 
-async def execute_prompt(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, settings: Settings,
-                         req: ExecuteRequest) -> Execution:
+@service("execution.create")
+async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
     """Queue an execution (PENDING) and wake the workers; see the module docstring for the rules."""
+    session, note, principal, settings = tx.session, tx.note, tx.principal, tx.settings
     from app.engine.logs import write_log
     from app.engine.queue import notify_queue
     from app.events.emit import emit_event
-
-    async def run(session: AsyncSession, note: AuditNote) -> Execution:
-        note.resource_type = "Execution"
-        project, prompt, version = await _choose(session, principal, note, req)
-        _check_keys(req)
-        if req.idempotency_key is not None:
+    note.about(Execution)
+    project, prompt, version = await _choose(session, principal, note, req)
+    _check_keys(req)
+    if req.idempotency_key is not None:
+        first = await _by_idempotency_key(session, project.id, req.idempotency_key)
+        if first is not None:
+            note.resource_id = first.id
+            note.details = {"idempotencyKey": req.idempotency_key, "replayed": True}
+            return first
+    if prompt.status == PromptStatus.ARCHIVED.value:
+        raise conflict(f'Prompt "{prompt.name}" is archived; set it back to DRAFT or PUBLISHED to execute it.',
+                       ["input", "versionId" if req.version_id is not None else "promptId"])
+    deployment = None
+    if version is None and req.environment is not None:
+        version, deployment = await _version_by_environment(session, project, prompt, req.environment,
+                                                            req.subject_key)
+    elif version is None:
+        version = await _latest_version(session, prompt)
+    rendered = await _render(version, req.variables)
+    model_settings = _merge_model_settings(version, req.model_settings, settings)
+    # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                          {"key": f"execution-cap:{project.id}"})
+    if await queued_count(session, project.id) >= settings.max_queued_per_project:
+        raise limit_exceeded(
+            f"This project already has {settings.max_queued_per_project} executions queued or running, the "
+            "most allowed (PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT); try again when some have finished.")
+    row = Execution(
+        project_id=project.id, prompt_id=prompt.id, version_id=version.id,
+        deployment_id=deployment.id if deployment is not None else None,
+        environment=req.environment if req.version_id is None else None, subject_key=req.subject_key,
+        status=ExecutionStatus.PENDING.value, priority=PRIORITY_RANK[Priority(req.priority)],
+        variables=req.variables, model_settings=model_settings, rendered_prompt=rendered,
+        provider=model_settings["provider"], model=model_settings["model"],
+        max_attempts=settings.max_attempts, idempotency_key=req.idempotency_key,
+        requested_by_id=principal.user_id, api_key_id=principal.api_key_id,
+    )
+    if req.context is not None:
+        row.context = req.context
+    if req.idempotency_key is not None:
+        try:
+            async with session.begin_nested():
+                session.add(row)
+                await session.flush()
+        except IntegrityError:
             first = await _by_idempotency_key(session, project.id, req.idempotency_key)
-            if first is not None:
-                note.resource_id = first.id
-                note.details = {"idempotencyKey": req.idempotency_key, "replayed": True}
-                return first
-        if prompt.status == PromptStatus.ARCHIVED.value:
-            raise conflict(f'Prompt "{prompt.name}" is archived; set it back to DRAFT or PUBLISHED to execute it.',
-                           ["input", "versionId" if req.version_id is not None else "promptId"])
-        deployment = None
-        if version is None and req.environment is not None:
-            version, deployment = await _version_by_environment(session, project, prompt, req.environment,
-                                                                req.subject_key)
-        elif version is None:
-            version = await _latest_version(session, prompt)
-        rendered = await _render(version, req.variables)
-        model_settings = _merge_model_settings(version, req.model_settings, settings)
-        # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                              {"key": f"execution-cap:{project.id}"})
-        if await queued_count(session, project.id) >= settings.max_queued_per_project:
-            raise limit_exceeded(
-                f"This project already has {settings.max_queued_per_project} executions queued or running, the "
-                "most allowed (PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT); try again when some have finished.")
-        row = Execution(
-            project_id=project.id, prompt_id=prompt.id, version_id=version.id,
-            deployment_id=deployment.id if deployment is not None else None,
-            environment=req.environment if req.version_id is None else None, subject_key=req.subject_key,
-            status=ExecutionStatus.PENDING.value, priority=PRIORITY_RANK[Priority(req.priority)],
-            variables=req.variables, model_settings=model_settings, rendered_prompt=rendered,
-            provider=model_settings["provider"], model=model_settings["model"],
-            max_attempts=settings.max_attempts, idempotency_key=req.idempotency_key,
-            requested_by_id=principal.user_id, api_key_id=principal.api_key_id,
-        )
-        if req.context is not None:
-            row.context = req.context
-        if req.idempotency_key is not None:
-            try:
-                async with session.begin_nested():
-                    session.add(row)
-                    await session.flush()
-            except IntegrityError:
-                first = await _by_idempotency_key(session, project.id, req.idempotency_key)
-                if first is None:
-                    raise
-                note.resource_id = first.id
-                note.details = {"idempotencyKey": req.idempotency_key, "replayed": True}
-                return first
-        else:
-            session.add(row)
-            await session.flush()
-        await session.refresh(row)
-        await emit_event(session, row, ExecutionEventType.QUEUED.value)
-        await write_log(session, row, LogLevel.DEBUG,
-                        f"queued: version {version.number} of \"{prompt.name}\""
-                        + (f" (deployed in {req.environment})" if deployment is not None else "")
-                        + f", {row.provider}/{row.model}, priority {req.priority}",
-                        {"versionNumber": version.number, "environment": row.environment,
-                         "deploymentId": str(deployment.id) if deployment is not None else None})
-        await notify_queue(session)
-        note.resource_id = row.id
-        note.details = {"promptId": str(prompt.id), "versionId": str(version.id), "environment": row.environment,
-                        "provider": row.provider, "model": row.model, "priority": req.priority}
-        if req.idempotency_key is not None:
-            note.details["idempotencyKey"] = req.idempotency_key
-        return row
-
-    return await audited(sessionmaker, principal, "execution.create", run)
+            if first is None:
+                raise
+            note.resource_id = first.id
+            note.details = {"idempotencyKey": req.idempotency_key, "replayed": True}
+            return first
+    else:
+        session.add(row)
+        await session.flush()
+    await session.refresh(row)
+    await emit_event(session, row, ExecutionEventType.QUEUED.value)
+    await write_log(session, row, LogLevel.DEBUG,
+                    f"queued: version {version.number} of \"{prompt.name}\""
+                    + (f" (deployed in {req.environment})" if deployment is not None else "")
+                    + f", {row.provider}/{row.model}, priority {req.priority}",
+                    {"versionNumber": version.number, "environment": row.environment,
+                     "deploymentId": str(deployment.id) if deployment is not None else None})
+    await notify_queue(session)
+    note.resource_id = row.id
+    note.details = {"promptId": str(prompt.id), "versionId": str(version.id), "environment": row.environment,
+                    "provider": row.provider, "model": row.model, "priority": req.priority}
+    if req.idempotency_key is not None:
+        note.details["idempotencyKey"] = req.idempotency_key
+    return row
 
 
 # ------------------------------------------------------------------ cancelExecution
@@ -321,41 +325,45 @@ async def _visible_execution(session: AsyncSession, principal: Principal, note: 
     row = (await session.execute(stmt)).scalar_one_or_none() if execution_id is not None else None
     if row is None:
         raise not_found("No execution with this ID.", field)
-    await require_noted(session, principal, note, row.project_id, action, field=field, what="execution")
+    await require(session, principal, row.project_id, action, field=field, what="execution", note=note)
     return row
 
 
-async def cancel_execution(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal,
-                           execution_id: uuid.UUID | None, *, wait_seconds: float = CANCEL_WAIT_SECONDS) -> Execution:
+@service("execution.cancel")
+async def cancel_execution(tx: Tx, *, execution_id: uuid.UUID | None,
+                           wait_seconds: float = CANCEL_WAIT_SECONDS) -> Execution:
     """Cancel a PENDING or RUNNING execution (WRITE_EXECUTIONS); see the module docstring."""
+    session, note, principal = tx.session, tx.note, tx.principal
     from app.engine.logs import write_log
     from app.engine.queue import finish_row, notify_cancel
     from app.events.emit import emit_event
+    note.about(Execution, execution_id)
+    row = await _visible_execution(session, principal, note, execution_id, Action.WRITE_EXECUTIONS,
+                                   ["input", "id"], lock=True)
+    note.details = {"status": row.status}
+    if row.status in {s.value for s in TERMINAL_STATUSES}:
+        raise conflict(f"This execution has already finished ({row.status}); only PENDING or RUNNING "
+                       "executions can be cancelled.", ["input", "id"])
+    now = (await session.execute(select(func.now()))).scalar_one()
+    row.updated_at = now
+    if row.cancel_requested_at is None:
+        row.cancel_requested_at = now
+    if row.status == ExecutionStatus.PENDING.value:
+        finish_row(row, ExecutionStatus.CANCELLED, now)
+        await session.flush()
+        await write_log(session, row, LogLevel.INFO, "cancelled before it started")
+        await emit_event(session, row, ExecutionEventType.CANCELLED.value)
+    else:
+        await session.flush()
+        await write_log(session, row, LogLevel.INFO, "cancel requested; telling the worker to stop")
+        await notify_cancel(session, row.id)
+    tx.after_commit(lambda row: _wait_stopped(tx.sessionmaker, row, wait_seconds))
+    return row
 
-    async def run(session: AsyncSession, note: AuditNote) -> Execution:
-        note.resource_type, note.resource_id = "Execution", execution_id
-        row = await _visible_execution(session, principal, note, execution_id, Action.WRITE_EXECUTIONS,
-                                       ["input", "id"], lock=True)
-        note.details = {"status": row.status}
-        if row.status in {s.value for s in TERMINAL_STATUSES}:
-            raise conflict(f"This execution has already finished ({row.status}); only PENDING or RUNNING "
-                           "executions can be cancelled.", ["input", "id"])
-        now = (await session.execute(select(func.now()))).scalar_one()
-        row.updated_at = now
-        if row.cancel_requested_at is None:
-            row.cancel_requested_at = now
-        if row.status == ExecutionStatus.PENDING.value:
-            finish_row(row, ExecutionStatus.CANCELLED, now)
-            await session.flush()
-            await write_log(session, row, LogLevel.INFO, "cancelled before it started")
-            await emit_event(session, row, ExecutionEventType.CANCELLED.value)
-        else:
-            await session.flush()
-            await write_log(session, row, LogLevel.INFO, "cancel requested; telling the worker to stop")
-            await notify_cancel(session, row.id)
-        return row
 
-    row = await audited(sessionmaker, principal, "execution.cancel", run)
+async def _wait_stopped(sessionmaker: async_sessionmaker[AsyncSession], row: Execution,
+                        wait_seconds: float) -> Execution:
+    """After a cancel of a RUNNING execution: wait (a while) for its worker to stop it."""
     if row.status != ExecutionStatus.RUNNING.value or wait_seconds <= 0:
         return row
     deadline = asyncio.get_running_loop().time() + wait_seconds
@@ -372,36 +380,36 @@ async def cancel_execution(sessionmaker: async_sessionmaker[AsyncSession], princ
 # ------------------------------------------------------------------ submitFeedback
 
 
-async def submit_feedback(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal,
-                          execution_id: uuid.UUID | None, rating: int, comment: str | None) -> Feedback:
+@service("feedback.create")
+async def submit_feedback(tx: Tx, *, execution_id: uuid.UUID | None, rating: int,
+                          comment: str | None) -> Feedback:
     """Rate a finished execution 1 to 5, with an optional comment (READ_EXECUTIONS)."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> Feedback:
-        note.resource_type = "Feedback"
-        row = await _visible_execution(session, principal, note, execution_id, Action.READ_EXECUTIONS,
-                                       ["input", "executionId"])
-        errors = []
-        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-            errors.append(invalid(f"rating must be a whole number from 1 to 5; got {rating}.", ["input", "rating"]))
-        text = comment.strip() if isinstance(comment, str) else None
-        if text is not None and len(text) > MAX_COMMENT:
-            errors.append(invalid(f"comment is too long ({len(text)} characters; at most {MAX_COMMENT}).",
-                                  ["input", "comment"]))
-        if errors:
-            raise many(errors)
-        if row.status not in {s.value for s in TERMINAL_STATUSES}:
-            raise conflict(f"This execution is {row.status}; feedback is for finished executions.",
-                           ["input", "executionId"])
-        feedback = Feedback(execution_id=row.id, rating=rating, comment=text or None, user_id=principal.user_id,
-                            api_key_id=principal.api_key_id)
-        session.add(feedback)
-        await session.flush()
-        await session.refresh(feedback)
-        note.resource_id = feedback.id
-        note.details = {"executionId": str(row.id), "rating": rating}
-        return feedback
-
-    return await audited(sessionmaker, principal, "feedback.create", run)
+    session, note, principal = tx.session, tx.note, tx.principal
+    note.about(Feedback)
+    row = await _visible_execution(session, principal, note, execution_id, Action.READ_EXECUTIONS,
+                                   ["input", "executionId"])
+    errors = []
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        errors.append(invalid(f"rating must be a whole number from 1 to 5; got {rating}.", ["input", "rating"]))
+    text = comment.strip() if isinstance(comment, str) else None
+    if text is not None and len(text) > MAX_COMMENT:
+        errors.append(invalid(f"comment is too long ({len(text)} characters; at most {MAX_COMMENT}).",
+                              ["input", "comment"]))
+    if errors:
+        raise many(errors)
+    if row.status not in {s.value for s in TERMINAL_STATUSES}:
+        raise conflict(f"This execution is {row.status}; feedback is for finished executions.",
+                       ["input", "executionId"])
+    feedback = Feedback(execution_id=row.id, rating=rating, comment=text or None, user_id=principal.user_id,
+                        api_key_id=principal.api_key_id)
+    session.add(feedback)
+    await session.flush()
+    await session.refresh(feedback)
+    note.resource_id = feedback.id
+    note.details = {"executionId": str(row.id), "rating": rating}
+    return feedback
 
 
 __all__ = ["ExecuteRequest", "cancel_execution", "execute_prompt", "queued_count", "submit_feedback"]
+
+

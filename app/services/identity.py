@@ -22,15 +22,16 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import User, UserSession
 from app.settings import Settings
 
-from .audit import AuditNote, audited
+from .access import is_superuser
 from .auth import hash_token, new_session_token, now
 from .errors import ServiceError, conflict, forbidden, invalid, many
 from .principal import Principal
+from .tx import Tx, service
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 # Pragmatic: one @, no spaces, a dot in the domain, no empty labels. (Delivery is the proof.)
@@ -173,73 +174,66 @@ async def _open_session(session: AsyncSession, user: User, principal: Principal,
     return token
 
 
-async def sign_up(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, settings: Settings, *,
-                  email: str, username: str, password: str,
+@service("user.sign_up", anonymous=True)
+async def sign_up(tx: Tx, *, email: str, username: str, password: str,
                   display_name: str | None = None) -> tuple[User, str | None]:
     """Create an account; returns (user, session token). The first account becomes a superuser.
 
     Open sign-up can be turned off (``allow_signup``); then only superusers create accounts, and
     for them no session is opened (token None): they create accounts for others.
     """
-    by_superuser = principal.kind == "user" and principal.is_superuser
-
-    async def run(session: AsyncSession, note: AuditNote) -> tuple[User, str | None]:
-        note.details = {"username": (username or "")[:64], "email": (email or "")[:EMAIL_MAX]}
-        if not settings.allow_signup and not by_superuser:
-            raise forbidden("Sign-up is closed on this server; ask an administrator to create your account.")
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SIGNUP_LOCK_KEY})
-        first = (await session.execute(select(User.id).limit(1))).first() is None
-        user = await create_user(session, email=email, username=username, password=password,
-                                 display_name=display_name, is_superuser=first, settings=settings)
-        note.resource_type, note.resource_id = "User", user.id
-        if first:
-            note.details["superuser"] = True
-        if by_superuser:
-            return user, None
-        note.actor_id = user.id
-        return user, await _open_session(session, user, principal, settings)
-
-    return await audited(sessionmaker, principal, "user.sign_up", run)
+    session, note, settings = tx.session, tx.note, tx.settings
+    by_superuser = is_superuser(tx.principal)
+    note.details = {"username": (username or "")[:64], "email": (email or "")[:EMAIL_MAX]}
+    if not settings.allow_signup and not by_superuser:
+        raise forbidden("Sign-up is closed on this server; ask an administrator to create your account.")
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SIGNUP_LOCK_KEY})
+    first = (await session.execute(select(User.id).limit(1))).first() is None
+    user = await create_user(session, email=email, username=username, password=password,
+                             display_name=display_name, is_superuser=first, settings=settings)
+    note.about(User, user.id)
+    if first:
+        note.details["superuser"] = True
+    if by_superuser:
+        return user, None
+    note.actor_id = user.id
+    return user, await _open_session(session, user, tx.principal, settings)
 
 
-async def log_in(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, settings: Settings, *,
-                 login: str, password: str) -> tuple[User, str]:
+@service("user.log_in", anonymous=True)
+async def log_in(tx: Tx, *, login: str, password: str) -> tuple[User, str]:
     """Check the password of the account named by email or username; returns (user, new session token)."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> tuple[User, str]:
-        note.details = {"login": (login or "")[:EMAIL_MAX]}
-        user = await find_user_by_login(session, login)
-        if password is None or len(password) > PASSWORD_MAX:
-            await _verify_dummy("")
-            raise invalid(LOGIN_FAILED)
-        if user is None:
-            await _verify_dummy(password)
-            raise invalid(LOGIN_FAILED)
-        if not await verify_password(user.password_hash, password) or not user.is_active:
-            raise invalid(LOGIN_FAILED)
-        if _hasher.check_needs_rehash(user.password_hash):
-            new_hash = await hash_password(password)
-            await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
-        note.actor_id = user.id
-        note.resource_type, note.resource_id = "User", user.id
-        return user, await _open_session(session, user, principal, settings)
-
-    return await audited(sessionmaker, principal, "user.log_in", run)
+    session, note = tx.session, tx.note
+    note.details = {"login": (login or "")[:EMAIL_MAX]}
+    user = await find_user_by_login(session, login)
+    if password is None or len(password) > PASSWORD_MAX:
+        await _verify_dummy("")
+        raise invalid(LOGIN_FAILED)
+    if user is None:
+        await _verify_dummy(password)
+        raise invalid(LOGIN_FAILED)
+    if not await verify_password(user.password_hash, password) or not user.is_active:
+        raise invalid(LOGIN_FAILED)
+    if _hasher.check_needs_rehash(user.password_hash):
+        new_hash = await hash_password(password)
+        await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
+    note.actor_id = user.id
+    note.about(User, user.id)
+    return user, await _open_session(session, user, tx.principal, tx.settings)
 
 
-async def log_out(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal) -> None:
+@service("user.log_out")
+async def log_out(tx: Tx) -> bool:
     """Revoke the session the request was made with. API keys cannot log out (revoke them instead)."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> None:
-        if principal.kind != "user" or principal.session_id is None:
-            raise forbidden("Only a signed-in user's session can be logged out; API keys are revoked with "
-                            "revokeApiKey.")
-        note.resource_type, note.resource_id = "User", principal.user_id
-        await session.execute(update(UserSession).where(UserSession.id == principal.session_id,
-                                                        UserSession.revoked_at.is_(None))
-                              .values(revoked_at=now()))
-
-    await audited(sessionmaker, principal, "user.log_out", run)
+    principal = tx.principal
+    if principal.kind != "user" or principal.session_id is None:
+        raise forbidden("Only a signed-in user's session can be logged out; API keys are revoked with "
+                        "revokeApiKey.")
+    tx.note.about(User, principal.user_id)
+    await tx.session.execute(update(UserSession).where(UserSession.id == principal.session_id,
+                                                       UserSession.revoked_at.is_(None))
+                             .values(revoked_at=now()))
+    return True
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:

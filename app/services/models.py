@@ -24,9 +24,8 @@ from app.db.models import ModelConfig
 from app.providers.pricing import find_model_pricing, pricing_document
 
 from .access import require_superuser
-from .audit import audited
 from .errors import ServiceError, invalid, many
-from .principal import Principal
+from .tx import Tx, service
 
 MONEY_QUANTUM = Decimal("0.000001")
 MONEY_MAX = Decimal("999999.999999")  # numeric(12,6)
@@ -192,58 +191,57 @@ def _check_input(data: ModelConfigInput) -> list[ServiceError]:
     return errors
 
 
-async def upsert_model_config(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal,
-                              data: ModelConfigInput) -> ModelConfig:
+@service("model_config.upsert")
+async def upsert_model_config(tx: Tx, *, data: ModelConfigInput) -> ModelConfig:
     """Add a model's prices effective from ``data.effective_from`` (default: now).
 
     Superusers only. Prices already in force before that moment stay as they are, and so do the
     costs already recorded. When the same (provider, model, effectiveFrom) exists, that row is
     updated. Descriptive fields not given are taken from the model's latest row.
     """
+    session, note, principal = tx.session, tx.note, tx.principal
+    note.about(ModelConfig)
+    note.details = {"provider": data.provider, "modelId": data.model_id}
+    require_superuser(principal)
+    errors = _check_input(data)
+    if errors:
+        raise many(errors)
+    effective = data.effective_from or utcnow()
+    note.details["effectiveFrom"] = effective.isoformat()
+    latest = (await session.execute(
+        select(ModelConfig).where(ModelConfig.provider == data.provider, ModelConfig.model_id == data.model_id)
+        .order_by(ModelConfig.effective_from.desc()).limit(1))).scalar_one_or_none()
 
-    async def run(session: AsyncSession, note) -> ModelConfig:
-        note.resource_type = "ModelConfig"
-        note.details = {"provider": data.provider, "modelId": data.model_id}
-        require_superuser(principal)
-        errors = _check_input(data)
-        if errors:
-            raise many(errors)
-        effective = data.effective_from or utcnow()
-        note.details["effectiveFrom"] = effective.isoformat()
-        latest = (await session.execute(
-            select(ModelConfig).where(ModelConfig.provider == data.provider, ModelConfig.model_id == data.model_id)
-            .order_by(ModelConfig.effective_from.desc()).limit(1))).scalar_one_or_none()
+    def pick(given, attr, default):
+        if given is not None:
+            return given
+        return getattr(latest, attr) if latest is not None else default
 
-        def pick(given, attr, default):
-            if given is not None:
-                return given
-            return getattr(latest, attr) if latest is not None else default
-
-        values = {
-            "display_name": pick(data.display_name, "display_name", data.model_id),
-            "context_length": pick(data.context_length, "context_length", None),
-            "max_output_tokens": pick(data.max_output_tokens, "max_output_tokens", None),
-            "supports_streaming": pick(data.supports_streaming, "supports_streaming", True),
-            "supports_tools": pick(data.supports_tools, "supports_tools", False),
-            "input_price_per_million": data.input_price_per_million,
-            "output_price_per_million": data.output_price_per_million,
-            "cached_input_price_per_million": data.cached_input_price_per_million,
-            "is_active": True,
-        }
-        stmt = (pg_insert(ModelConfig)
-                .values(provider=data.provider, model_id=data.model_id, effective_from=effective, **values)
-                .on_conflict_do_update(index_elements=["provider", "model_id", "effective_from"], set_=values)
-                .returning(ModelConfig.id))
-        config_id = (await session.execute(stmt)).scalar_one()
-        row = (await session.execute(select(ModelConfig).where(ModelConfig.id == config_id)
-                                     .execution_options(populate_existing=True))).scalar_one()
-        note.resource_id = row.id
-        return row
-
-    return await audited(sessionmaker, principal, "model_config.upsert", run)
+    values = {
+        "display_name": pick(data.display_name, "display_name", data.model_id),
+        "context_length": pick(data.context_length, "context_length", None),
+        "max_output_tokens": pick(data.max_output_tokens, "max_output_tokens", None),
+        "supports_streaming": pick(data.supports_streaming, "supports_streaming", True),
+        "supports_tools": pick(data.supports_tools, "supports_tools", False),
+        "input_price_per_million": data.input_price_per_million,
+        "output_price_per_million": data.output_price_per_million,
+        "cached_input_price_per_million": data.cached_input_price_per_million,
+        "is_active": True,
+    }
+    stmt = (pg_insert(ModelConfig)
+            .values(provider=data.provider, model_id=data.model_id, effective_from=effective, **values)
+            .on_conflict_do_update(index_elements=["provider", "model_id", "effective_from"], set_=values)
+            .returning(ModelConfig.id))
+    config_id = (await session.execute(stmt)).scalar_one()
+    row = (await session.execute(select(ModelConfig).where(ModelConfig.id == config_id)
+                                 .execution_options(populate_existing=True))).scalar_one()
+    note.resource_id = row.id
+    return row
 
 
 __all__ = [
     "Cost", "ModelConfigInput", "compute_cost", "current_configs_stmt", "price_at", "seed_pricing", "seed_rows",
     "upsert_model_config",
 ]
+
+

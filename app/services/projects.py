@@ -25,17 +25,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Deployment, Project, ProjectMember, Prompt, User
 from app.db.models.enums import ROLE_RANK, ProjectRole
 from app.db.models.projects import DEFAULT_ENVIRONMENT, DEFAULT_ENVIRONMENTS
 
 from .access import Action, require, require_user, role_in
-from .audit import AuditNote, audited
 from .errors import ServiceError, conflict, forbidden, invalid, many, not_found
 from .identity import find_user_by_login
 from .principal import Principal
+from .tx import Tx, service
+from .unset import UNSET
 
 SLUG_RE = re.compile(r"^[a-z0-9-]{2,64}$")
 ENVIRONMENT_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -44,36 +45,14 @@ NAME_MAX = 200
 DESCRIPTION_MAX = 10_000
 
 
-class _Keep:
-    """Marker for "leave this field as it is" (distinct from None, which clears nullable fields)."""
-
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-KEEP: Any = _Keep()
 
 
 @dataclass
 class SettingsChange:
-    environments: list[str] | None | Any = KEEP
-    default_environment: str | None | Any = KEEP
-    trace_retention_days: int | None | Any = KEEP
-    execution_retention_days: int | None | Any = KEEP
-
-
-async def require_noted(session: AsyncSession, principal: Principal, note: AuditNote, project_id: uuid.UUID | None,
-                        action: Action, *, field: list[str], what: str = "project") -> Project:
-    """``access.require`` that also files the project on the audit note: when the project was found
-    (allowed, or visible but FORBIDDEN), so that its admins see denied attempts in its audit log."""
-    try:
-        project = await require(session, principal, project_id, action, field=field, what=what)
-    except ServiceError as exc:
-        if exc.code == "FORBIDDEN":
-            note.project_id = project_id
-        raise
-    note.project_id = project.id
-    return project
+    environments: list[str] | None | Any = UNSET
+    default_environment: str | None | Any = UNSET
+    trace_retention_days: int | None | Any = UNSET
+    execution_retention_days: int | None | Any = UNSET
 
 
 def _check_name(name: str | None, errors: list[ServiceError], *, required: bool) -> str | None:
@@ -102,43 +81,41 @@ def _check_description(description: str | None, errors: list[ServiceError]) -> s
 
 # ---------------------------------------------------------------------- projects
 
-async def create_project(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("project.create")
+async def create_project(tx: Tx, *,
                          name: str, slug: str, description: str | None = None) -> Project:
     """Any signed-in user may create a project; they become its OWNER. API keys may not."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> Project:
-        note.details = {"slug": (slug or "")[:64]}
-        user_id = require_user(principal, "Only signed-in users can create projects; API keys cannot.")
-        errors: list[ServiceError] = []
-        clean_name = _check_name(name, errors, required=True)
-        clean_slug = (slug or "").strip()
-        if not SLUG_RE.match(clean_slug):
-            errors.append(invalid("A slug has 2 to 64 characters: lower-case letters, digits and hyphens.",
-                                  ["input", "slug"]))
-        clean_description = _check_description(description, errors)
-        if errors:
-            raise many(errors)
-        taken = conflict(f"The slug {clean_slug!r} is taken; choose another.", ["input", "slug"])
-        if (await session.execute(select(Project.id).where(Project.slug == clean_slug))).first():
-            raise taken
-        project = Project(slug=clean_slug, name=clean_name, description=clean_description,
-                          environments=list(DEFAULT_ENVIRONMENTS), default_environment=DEFAULT_ENVIRONMENT,
-                          created_by_id=user_id)
-        try:
-            async with session.begin_nested():
-                session.add(project)
-                await session.flush()
-        except IntegrityError:
-            raise taken from None
-        session.add(ProjectMember(project_id=project.id, user_id=user_id, role=ProjectRole.OWNER.value,
-                                  added_by_id=user_id))
-        await session.flush()
-        await session.refresh(project)
-        note.project_id = project.id
-        note.resource_type, note.resource_id = "Project", project.id
-        return project
-
-    return await audited(sessionmaker, principal, "project.create", run)
+    session, note, principal = tx.session, tx.note, tx.principal
+    note.details = {"slug": (slug or "")[:64]}
+    user_id = require_user(principal, "Only signed-in users can create projects; API keys cannot.")
+    errors: list[ServiceError] = []
+    clean_name = _check_name(name, errors, required=True)
+    clean_slug = (slug or "").strip()
+    if not SLUG_RE.match(clean_slug):
+        errors.append(invalid("A slug has 2 to 64 characters: lower-case letters, digits and hyphens.",
+                              ["input", "slug"]))
+    clean_description = _check_description(description, errors)
+    if errors:
+        raise many(errors)
+    taken = conflict(f"The slug {clean_slug!r} is taken; choose another.", ["input", "slug"])
+    if (await session.execute(select(Project.id).where(Project.slug == clean_slug))).first():
+        raise taken
+    project = Project(slug=clean_slug, name=clean_name, description=clean_description,
+                      environments=list(DEFAULT_ENVIRONMENTS), default_environment=DEFAULT_ENVIRONMENT,
+                      created_by_id=user_id)
+    try:
+        async with session.begin_nested():
+            session.add(project)
+            await session.flush()
+    except IntegrityError:
+        raise taken from None
+    session.add(ProjectMember(project_id=project.id, user_id=user_id, role=ProjectRole.OWNER.value,
+                              added_by_id=user_id))
+    await session.flush()
+    await session.refresh(project)
+    note.project_id = project.id
+    note.about(Project, project.id)
+    return project
 
 
 def _check_settings(project: Project, change: SettingsChange, errors: list[ServiceError]) -> dict[str, Any]:
@@ -146,7 +123,7 @@ def _check_settings(project: Project, change: SettingsChange, errors: list[Servi
     path = ["input", "settings"]
     values: dict[str, Any] = {}
     envs = list(project.environments)
-    if change.environments is not KEEP:
+    if change.environments is not UNSET:
         given = change.environments
         if given is None:
             errors.append(invalid("environments cannot be null; leave it out to keep the current ones.",
@@ -168,7 +145,7 @@ def _check_settings(project: Project, change: SettingsChange, errors: list[Servi
             else:
                 envs = given
                 values["environments"] = given
-    if change.default_environment is not KEEP:
+    if change.default_environment is not UNSET:
         default = change.default_environment
         if default is None:
             errors.append(invalid("defaultEnvironment cannot be null; leave it out to keep the current one.",
@@ -185,7 +162,7 @@ def _check_settings(project: Project, change: SettingsChange, errors: list[Servi
     for attr, label in (("trace_retention_days", "traceRetentionDays"),
                         ("execution_retention_days", "executionRetentionDays")):
         days = getattr(change, attr)
-        if days is KEEP:
+        if days is UNSET:
             continue
         if days is not None and days < 1:
             errors.append(invalid(f"{label} must be at least 1 (or null to keep data forever); {days} given.",
@@ -208,54 +185,53 @@ async def _environments_in_use(session: AsyncSession, project_id: uuid.UUID, env
     return {env: n for env, n in rows.all()}
 
 
-async def update_project(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
-                         project_id: uuid.UUID | None, name: str | None | Any = KEEP,
-                         description: str | None | Any = KEEP,
+@service("project.update")
+async def update_project(tx: Tx, *,
+                         project_id: uuid.UUID | None, name: str | None | Any = UNSET,
+                         description: str | None | Any = UNSET,
                          settings: SettingsChange | None = None) -> Project:
     """Change name, description (None clears it) and settings (ADMIN_PROJECT).
 
     An environment that still has active deployments cannot be removed (undeploy first).
     """
-
-    async def run(session: AsyncSession, note: AuditNote) -> Project:
-        await require_noted(session, principal, note, project_id, Action.ADMIN_PROJECT, field=["input", "id"])
-        project = (await session.execute(
-            select(Project).where(Project.id == project_id).with_for_update())).scalar_one()
-        note.resource_type, note.resource_id = "Project", project.id
-        errors: list[ServiceError] = []
-        values: dict[str, Any] = {}
-        if name is not KEEP:
-            if name is None:
-                errors.append(invalid("The name cannot be null; leave it out to keep it.", ["input", "name"]))
-            else:
-                values["name"] = _check_name(name, errors, required=True)
-        if description is not KEEP:
-            values["description"] = _check_description(description, errors)
-        if settings is not None:
-            values.update(_check_settings(project, settings, errors))
-        if errors:
-            raise many(errors)
-        if "environments" in values:
-            removed = [e for e in project.environments if e not in values["environments"]]
-            in_use = await _environments_in_use(session, project.id, removed)
-            if in_use:
-                listed = ", ".join(f"{env!r} ({n} prompt{'s' if n != 1 else ''})" for env, n in sorted(in_use.items()))
-                raise invalid(f"Cannot remove environment(s) with active deployments: {listed}; "
-                              "undeploy those prompts there first.", ["input", "settings", "environments"])
-        changed = {k: v for k, v in values.items() if getattr(project, k) != v}
-        note.details = {"changed": sorted(changed)}
-        if changed:
-            for k, v in changed.items():
-                setattr(project, k, v)
-            project.updated_at = func.now()
-            await session.flush()
-            await session.refresh(project)
-        return project
-
-    return await audited(sessionmaker, principal, "project.update", run)
+    session, note, principal = tx.session, tx.note, tx.principal
+    await require(session, principal, project_id, Action.ADMIN_PROJECT, field=["input", "id"], note=note)
+    project = (await session.execute(
+        select(Project).where(Project.id == project_id).with_for_update())).scalar_one()
+    note.about(Project, project.id)
+    errors: list[ServiceError] = []
+    values: dict[str, Any] = {}
+    if name is not UNSET:
+        if name is None:
+            errors.append(invalid("The name cannot be null; leave it out to keep it.", ["input", "name"]))
+        else:
+            values["name"] = _check_name(name, errors, required=True)
+    if description is not UNSET:
+        values["description"] = _check_description(description, errors)
+    if settings is not None:
+        values.update(_check_settings(project, settings, errors))
+    if errors:
+        raise many(errors)
+    if "environments" in values:
+        removed = [e for e in project.environments if e not in values["environments"]]
+        in_use = await _environments_in_use(session, project.id, removed)
+        if in_use:
+            listed = ", ".join(f"{env!r} ({n} prompt{'s' if n != 1 else ''})" for env, n in sorted(in_use.items()))
+            raise invalid(f"Cannot remove environment(s) with active deployments: {listed}; "
+                          "undeploy those prompts there first.", ["input", "settings", "environments"])
+    changed = {k: v for k, v in values.items() if getattr(project, k) != v}
+    note.details = {"changed": sorted(changed)}
+    if changed:
+        for k, v in changed.items():
+            setattr(project, k, v)
+        project.updated_at = func.now()
+        await session.flush()
+        await session.refresh(project)
+    return project
 
 
 # ---------------------------------------------------------------------- members
+
 
 def _rank(role: ProjectRole | str | None) -> int:
     return ROLE_RANK[ProjectRole(role)] if role is not None else 0
@@ -312,89 +288,84 @@ async def _guard_last_owner(session: AsyncSession, target: ProjectMember, new_ro
             raise conflict(f"{username} is the last owner of this project; make another member OWNER first.", field)
 
 
-async def add_member(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("project_member.add")
+async def add_member(tx: Tx, *,
                      project_id: uuid.UUID | None, login: str, role: ProjectRole) -> ProjectMember:
     """Add an existing user (by email or username) to the project."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> ProjectMember:
-        note.details = {"login": (login or "")[:320], "role": role.value}
-        project = await require_noted(session, principal, note, project_id, Action.ADMIN_PROJECT,
-                                      field=["input", "projectId"])
-        await _lock_project(session, project.id)
-        rank = await _actor_rank(session, principal, project.id)
-        _check_grant(principal, rank, role, ["input", "role"])
-        user = await find_user_by_login(session, login)
-        if user is None or not user.is_active:
-            raise not_found("No user with this email or username.", ["input", "login"])
-        note.resource_type, note.resource_id = "User", user.id
-        existing = await _member(session, project.id, user.id)
-        if existing is not None:
-            raise conflict(f"{user.username} is already a member ({existing.role}); use updateProjectMember "
-                           "to change the role.", ["input", "login"])
-        member = ProjectMember(project_id=project.id, user_id=user.id, role=role.value,
-                               added_by_id=principal.user_id)
-        session.add(member)
-        await session.flush()
-        await session.refresh(member)
-        return member
-
-    return await audited(sessionmaker, principal, "project_member.add", run)
+    session, note, principal = tx.session, tx.note, tx.principal
+    note.details = {"login": (login or "")[:320], "role": role.value}
+    project = await require(session, principal, project_id, Action.ADMIN_PROJECT,
+                            field=["input", "projectId"], note=note)
+    await _lock_project(session, project.id)
+    rank = await _actor_rank(session, principal, project.id)
+    _check_grant(principal, rank, role, ["input", "role"])
+    user = await find_user_by_login(session, login)
+    if user is None or not user.is_active:
+        raise not_found("No user with this email or username.", ["input", "login"])
+    note.about(User, user.id)
+    existing = await _member(session, project.id, user.id)
+    if existing is not None:
+        raise conflict(f"{user.username} is already a member ({existing.role}); use updateProjectMember "
+                       "to change the role.", ["input", "login"])
+    member = ProjectMember(project_id=project.id, user_id=user.id, role=role.value,
+                           added_by_id=principal.user_id)
+    session.add(member)
+    await session.flush()
+    await session.refresh(member)
+    return member
 
 
-async def update_member(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("project_member.update")
+async def update_member(tx: Tx, *,
                         project_id: uuid.UUID | None, user_id: uuid.UUID | None, role: ProjectRole) -> ProjectMember:
     """Change a member's role (see the module docstring for who may change whom)."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> ProjectMember:
-        note.details = {"role": role.value}
-        is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
-        project = await require_noted(session, principal, note, project_id,
-                                      Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
-                                      field=["input", "projectId"])
-        await _lock_project(session, project.id)
-        target = await _member(session, project.id, user_id)
-        if target is None:
-            raise not_found("No member with this user ID in this project.", ["input", "userId"])
-        note.resource_type, note.resource_id = "User", target.user_id
-        note.details["from"] = target.role
-        rank = await _actor_rank(session, principal, project.id)
-        if is_self:
-            if ROLE_RANK[role] > _rank(target.role) and rank < ROLE_RANK[ProjectRole.OWNER]:
-                raise forbidden("You cannot raise your own role.", ["input", "role"])
-        else:
-            _check_may_change(principal, rank, target, ["input", "userId"])
-            _check_grant(principal, rank, role, ["input", "role"])
-        username = (await session.get(User, target.user_id)).username
-        await _guard_last_owner(session, target, role, username, ["input", "role"])
-        target.role = role.value
-        await session.flush()
-        return target
-
-    return await audited(sessionmaker, principal, "project_member.update", run)
+    session, note, principal = tx.session, tx.note, tx.principal
+    note.details = {"role": role.value}
+    is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
+    project = await require(session, principal, project_id,
+                            Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
+                            field=["input", "projectId"], note=note)
+    await _lock_project(session, project.id)
+    target = await _member(session, project.id, user_id)
+    if target is None:
+        raise not_found("No member with this user ID in this project.", ["input", "userId"])
+    note.about(User, target.user_id)
+    note.details["from"] = target.role
+    rank = await _actor_rank(session, principal, project.id)
+    if is_self:
+        if ROLE_RANK[role] > _rank(target.role) and rank < ROLE_RANK[ProjectRole.OWNER]:
+            raise forbidden("You cannot raise your own role.", ["input", "role"])
+    else:
+        _check_may_change(principal, rank, target, ["input", "userId"])
+        _check_grant(principal, rank, role, ["input", "role"])
+    username = (await session.get(User, target.user_id)).username
+    await _guard_last_owner(session, target, role, username, ["input", "role"])
+    target.role = role.value
+    await session.flush()
+    return target
 
 
-async def remove_member(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("project_member.remove")
+async def remove_member(tx: Tx, *,
                         project_id: uuid.UUID | None, user_id: uuid.UUID | None) -> ProjectMember:
     """Remove a member (or leave, when it is oneself). Returns the removed membership as it was."""
+    session, note, principal = tx.session, tx.note, tx.principal
+    is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
+    project = await require(session, principal, project_id,
+                            Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
+                            field=["input", "projectId"], note=note)
+    await _lock_project(session, project.id)
+    target = await _member(session, project.id, user_id)
+    if target is None:
+        raise not_found("No member with this user ID in this project.", ["input", "userId"])
+    note.about(User, target.user_id)
+    note.details = {"role": target.role, "self": is_self}
+    if not is_self:
+        _check_may_change(principal, await _actor_rank(session, principal, project.id), target,
+                          ["input", "userId"])
+    username = (await session.get(User, target.user_id)).username
+    await _guard_last_owner(session, target, None, username, ["input", "userId"])
+    await session.delete(target)
+    await session.flush()
+    return target
 
-    async def run(session: AsyncSession, note: AuditNote) -> ProjectMember:
-        is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
-        project = await require_noted(session, principal, note, project_id,
-                                      Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
-                                      field=["input", "projectId"])
-        await _lock_project(session, project.id)
-        target = await _member(session, project.id, user_id)
-        if target is None:
-            raise not_found("No member with this user ID in this project.", ["input", "userId"])
-        note.resource_type, note.resource_id = "User", target.user_id
-        note.details = {"role": target.role, "self": is_self}
-        if not is_self:
-            _check_may_change(principal, await _actor_rank(session, principal, project.id), target,
-                              ["input", "userId"])
-        username = (await session.get(User, target.user_id)).username
-        await _guard_last_owner(session, target, None, username, ["input", "userId"])
-        await session.delete(target)
-        await session.flush()
-        return target
-
-    return await audited(sessionmaker, principal, "project_member.remove", run)

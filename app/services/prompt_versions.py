@@ -21,12 +21,22 @@ from app.db.models import Prompt, PromptVersion
 from app.db.models.enums import PromptStatus
 from app.templating import PromptContent, VariableSpec
 
+from . import access
 from .access import Action
-from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
 from .principal import Principal
-from .prompts import (check_commit_message, check_content, check_name, content_of, finish_write, insert_prompt,
-                      new_version, project_for, prompt_for, version_values)
+from .prompts import (
+    check_commit_message,
+    check_content,
+    check_name,
+    content_of,
+    finish_write,
+    insert_prompt,
+    new_version,
+    prompt_for,
+    version_values,
+)
+from .tx import Tx, service
 
 
 async def _latest(session: AsyncSession, prompt: Prompt) -> PromptVersion:
@@ -52,7 +62,8 @@ async def _append(session: AsyncSession, prompt: Prompt, values: dict[str, Any],
     return version
 
 
-async def create_prompt_version(session: AsyncSession, note: AuditNote, principal: Principal, *,
+@service("prompt_version.create")
+async def create_prompt_version(tx: Tx, *,
                                 prompt_id: uuid.UUID | None, content: PromptContent,
                                 declared: list[VariableSpec] | None, commit_message: Any = None,
                                 base_version: int | None = None) -> PromptVersion:
@@ -62,8 +73,9 @@ async def create_prompt_version(session: AsyncSession, note: AuditNote, principa
     is given and is no longer the latest (someone else committed first), or when the prompt is
     archived.
     """
+    session, note, principal = tx.session, tx.note, tx.principal
     prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "promptId"],
-                              lock=True, note=note, resource_type="PromptVersion")
+                              lock=True, note=note, resource=PromptVersion)
     errors: list[ServiceError] = []
     commit_message, err = check_commit_message(commit_message, ["input", "commitMessage"])
     errors += [err] if err else []
@@ -91,15 +103,17 @@ async def create_prompt_version(session: AsyncSession, note: AuditNote, principa
     return version
 
 
-async def rollback_prompt(session: AsyncSession, note: AuditNote, principal: Principal, *,
+@service("prompt.rollback")
+async def rollback_prompt(tx: Tx, *,
                           prompt_id: uuid.UUID | None, to_version: int, commit_message: Any = None) -> PromptVersion:
     """A new latest version with the content of version ``to_version`` and restoredFrom set to it.
 
     History stays whole: nothing is deleted or edited. CONFLICT when that content already is the
     latest version's (nothing would change) or when the prompt is archived.
     """
+    session, note, principal = tx.session, tx.note, tx.principal
     prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "promptId"],
-                              lock=True, note=note, resource_type="PromptVersion")
+                              lock=True, note=note, resource=PromptVersion)
     commit_message, err = check_commit_message(commit_message, ["input", "commitMessage"])
     if err:
         raise err
@@ -122,7 +136,8 @@ async def rollback_prompt(session: AsyncSession, note: AuditNote, principal: Pri
     return version
 
 
-async def fork_prompt(session: AsyncSession, note: AuditNote, principal: Principal, *,
+@service("prompt.fork")
+async def fork_prompt(tx: Tx, *,
                       version_id: uuid.UUID | None, project_id: uuid.UUID | None,
                       name: Any) -> tuple[Prompt, PromptVersion]:
     """Copy a version into a new prompt (version 1, forkedFrom set), in the same or another project.
@@ -130,13 +145,15 @@ async def fork_prompt(session: AsyncSession, note: AuditNote, principal: Princip
     The caller needs READ_PROMPTS where the version is and WRITE_PROMPTS where the fork goes. The
     new prompt takes the source prompt's description, category and tags, and starts as DRAFT.
     """
+    session, note, principal = tx.session, tx.note, tx.principal
     source = await session.get(PromptVersion, version_id) if version_id is not None else None
     if source is None:
         raise not_found("No prompt version with this ID.", ["input", "versionId"])
     source_prompt = await prompt_for(session, principal, source.prompt_id, Action.READ_PROMPTS,
                                      ["input", "versionId"], note=note)
     note.resource_id = None
-    project = await project_for(session, principal, project_id, Action.WRITE_PROMPTS, ["input", "projectId"], note)
+    project = await access.require(session, principal, project_id, Action.WRITE_PROMPTS, field=["input", "projectId"],
+                                   note=note)
     name, err = check_name(name, ["input", "name"])
     if err:
         raise err

@@ -29,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Prompt, PromptVersion
 from app.db.models.enums import PromptStatus
-from app.templating import PromptContent, VariableSpec, canonical_dict, content_hash, validate_content
+from app.templating import (
+    PromptContent,
+    VariableSpec,
+    canonical_dict,
+    content_hash,
+    validate_content,
+)
 
 from . import access
 from .access import Action
@@ -37,6 +43,8 @@ from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
 from .principal import Principal
 from .search import refresh_search
+from .tx import Tx, service
+from .unset import UNSET
 
 MAX_NAME = 200
 MAX_TAGS = 50
@@ -47,9 +55,6 @@ MAX_COMMIT_MESSAGE = 2_000
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.\-/]*\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-#: Sentinel for "this field was not given" in updates (None means "clear it").
-UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET", "__bool__": lambda self: False})()
 
 
 # ------------------------------------------------------------------ checks of single fields
@@ -175,50 +180,28 @@ def new_version(prompt: Prompt, number: int, values: dict[str, Any], principal: 
 
 async def prompt_for(session: AsyncSession, principal: Principal, prompt_id: uuid.UUID | None, action: Action,
                      field: list[str], *, lock: bool = False, note: AuditNote | None = None,
-                     resource_type: str = "Prompt") -> Prompt:
+                     resource: type = Prompt) -> Prompt:
     """The prompt, if the principal may do ``action`` with it; NOT_FOUND when missing or not visible.
 
     ``lock``: re-read it ``FOR UPDATE`` after the check (version numbering serialises on this row).
-    ``note``: given, it is told the prompt's project (and, for ``resource_type`` Prompt, the prompt)
-    before the check, so that refused attempts are in the project's audit log too.
+    ``note``: given, it is told the prompt's project (and the resource acted on: the prompt, or a
+    ``resource`` model such as PromptVersion) before the check, so that refused attempts are in
+    the project's audit log too. Whoever may not even read the project's prompts gets NOT_FOUND,
+    never FORBIDDEN: they must not learn that the prompt exists.
     """
     prompt = await session.get(Prompt, prompt_id) if prompt_id is not None else None
     if prompt is None:
         raise not_found("No prompt with this ID.", field)
     if note is not None:
-        note.project_id, note.resource_type = prompt.project_id, resource_type
-        if resource_type == "Prompt":
-            note.resource_id = prompt.id
-    try:
-        await access.require(session, principal, prompt.project_id, action, field=field, what="prompt")
-    except ServiceError as exc:
-        # Whoever may not even read the project's prompts must not learn that this one exists.
-        if exc.code == "FORBIDDEN" and not access.allowed(
-                principal, await access.role_in(session, principal, prompt.project_id), prompt.project_id,
-                Action.READ_PROMPTS):
-            raise not_found("No prompt with this ID.", field) from None
-        raise
+        note.project_id = prompt.project_id
+        note.about(resource, prompt.id if resource is Prompt else None)
+    await access.require(session, principal, prompt.project_id, action, field=field, what="prompt",
+                         conceal_unless=Action.READ_PROMPTS)
     if lock:
         prompt = (await session.execute(
             select(Prompt).where(Prompt.id == prompt.id).with_for_update()
             .execution_options(populate_existing=True))).scalar_one()
     return prompt
-
-
-async def project_for(session: AsyncSession, principal: Principal, project_id: uuid.UUID | None, action: Action,
-                      field: list[str], note: AuditNote):
-    """The project, if the principal may do ``action`` there (access.require), telling ``note`` about it.
-
-    A refused attempt in a project the principal can see is recorded in that project's audit log.
-    """
-    try:
-        project = await access.require(session, principal, project_id, action, field=field)
-    except ServiceError as exc:
-        if exc.code == "FORBIDDEN":
-            note.project_id = project_id
-        raise
-    note.project_id = project.id
-    return project
 
 
 async def insert_prompt(session: AsyncSession, *, project_id: uuid.UUID, name: str, field: list[str],
@@ -246,14 +229,17 @@ async def finish_write(session: AsyncSession, prompt: Prompt) -> Prompt:
 
 # ------------------------------------------------------------------ create / update / delete
 
-async def create_prompt(session: AsyncSession, note: AuditNote, principal: Principal, *,
+@service("prompt.create")
+async def create_prompt(tx: Tx, *,
                         project_id: uuid.UUID | None, name: Any, content: PromptContent,
                         declared: list[VariableSpec] | None, description: Any = None, category: Any = None,
                         tags: Sequence[Any] | None = None,
                         commit_message: Any = None) -> tuple[Prompt, PromptVersion]:
     """A new prompt and its version 1, in the caller's transaction (audited as prompt.create)."""
-    note.resource_type = "Prompt"
-    project = await project_for(session, principal, project_id, Action.WRITE_PROMPTS, ["input", "projectId"], note)
+    session, note, principal = tx.session, tx.note, tx.principal
+    note.about(Prompt)
+    project = await access.require(session, principal, project_id, Action.WRITE_PROMPTS, field=["input", "projectId"],
+                                   note=note)
     errors: list[ServiceError] = []
     name, err = check_name(name, ["input", "name"])
     errors += [err] if err else []
@@ -282,7 +268,8 @@ async def create_prompt(session: AsyncSession, note: AuditNote, principal: Princ
     return prompt, version
 
 
-async def update_prompt(session: AsyncSession, note: AuditNote, principal: Principal, *,
+@service("prompt.update")
+async def update_prompt(tx: Tx, *,
                         prompt_id: uuid.UUID | None, description: Any = UNSET, category: Any = UNSET,
                         tags: Any = UNSET, status: Any = UNSET) -> Prompt:
     """Change a prompt's metadata (never its content). Fields left UNSET stay as they are; None clears.
@@ -290,6 +277,7 @@ async def update_prompt(session: AsyncSession, note: AuditNote, principal: Princ
     Status PUBLISHED sets publishedAt the first time; ARCHIVED hides the prompt from default
     listings and stops deployments and executions of it; DRAFT or PUBLISHED restores it.
     """
+    session, note, principal = tx.session, tx.note, tx.principal
     prompt = await prompt_for(session, principal, prompt_id, Action.WRITE_PROMPTS, ["input", "id"], note=note)
     errors: list[ServiceError] = []
     changes: dict[str, Any] = {}
@@ -323,10 +311,12 @@ async def update_prompt(session: AsyncSession, note: AuditNote, principal: Princ
     return prompt
 
 
-async def delete_prompt(session: AsyncSession, note: AuditNote, principal: Principal, *,
+@service("prompt.delete")
+async def delete_prompt(tx: Tx, *,
                         prompt_id: uuid.UUID | None) -> uuid.UUID:
     """Delete a prompt and everything under it (versions, deployments, validations, executions:
     the foreign keys cascade). OWNER and ADMIN only."""
+    session, note, principal = tx.session, tx.note, tx.principal
     prompt = await prompt_for(session, principal, prompt_id, Action.DELETE_PROMPTS, ["input", "id"], note=note)
     note.details = {"name": prompt.name, "versions": prompt.latest_version}
     await session.execute(delete(Prompt).where(Prompt.id == prompt.id))

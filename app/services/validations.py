@@ -15,22 +15,20 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Prompt, Validation
 from app.db.models.enums import ValidationType
 
 from . import validation_rules
-from .access import Action
-from .audit import AuditNote, audited
+from .access import Action, require
+from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
 from .principal import Principal
-from .projects import require_noted
+from .tx import Tx, service
+from .unset import UNSET
 
 MAX_NAME_LENGTH = 200
-
-#: Marks an update field that was not given (None may be a real value elsewhere).
-UNSET: Any = object()
 
 
 def _check_name(name: Any, field: list[str]) -> str:
@@ -72,48 +70,46 @@ async def _flush_unique(session: AsyncSession, name: str) -> None:
         raise
 
 
-async def create_validation(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("validation.create")
+async def create_validation(tx: Tx, *,
                             prompt_id: uuid.UUID | None, name: str, type: str, config: Any,
                             is_active: bool = True) -> Validation:
     """Add a validation to a prompt."""
-
-    async def run(session: AsyncSession, note: AuditNote) -> Validation:
-        prompt = await session.get(Prompt, prompt_id) if prompt_id else None
-        if prompt is None:
-            raise not_found("No prompt with this ID.", ["input", "promptId"])
-        await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS,
-                            field=["input", "promptId"], what="prompt")
-        note.resource_type = "Validation"
-        errors: list[ServiceError] = []
-        clean_name = None
+    session, note, principal = tx.session, tx.note, tx.principal
+    prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+    if prompt is None:
+        raise not_found("No prompt with this ID.", ["input", "promptId"])
+    await require(session, principal, prompt.project_id, Action.WRITE_PROMPTS,
+                  field=["input", "promptId"], what="prompt", note=note)
+    note.about(Validation)
+    errors: list[ServiceError] = []
+    clean_name = None
+    try:
+        clean_name = _check_name(name, ["input", "name"])
+    except ServiceError as exc:
+        errors.extend(exc.errors)
+    type_value = type.value if hasattr(type, "value") else str(type)
+    if type_value not in ValidationType.values():
+        errors.append(invalid(f"Unknown validation type {type_value!r}; one of: "
+                              f"{', '.join(ValidationType.values())}.", ["input", "type"]))
+    else:
         try:
-            clean_name = _check_name(name, ["input", "name"])
+            _check_config(type_value, config)
         except ServiceError as exc:
             errors.extend(exc.errors)
-        type_value = type.value if hasattr(type, "value") else str(type)
-        if type_value not in ValidationType.values():
-            errors.append(invalid(f"Unknown validation type {type_value!r}; one of: "
-                                  f"{', '.join(ValidationType.values())}.", ["input", "type"]))
-        else:
-            try:
-                _check_config(type_value, config)
-            except ServiceError as exc:
-                errors.extend(exc.errors)
-        if errors:
-            raise many(errors)
-        note.details.update({"promptId": str(prompt.id), "promptName": prompt.name, "name": clean_name,
-                             "type": type_value, "config": config, "isActive": bool(is_active)})
-        if await _name_taken(session, prompt.id, clean_name, None):
-            raise _taken(clean_name)
-        row = Validation(prompt_id=prompt.id, name=clean_name, type=type_value, config=config,
-                         is_active=bool(is_active), created_by_id=principal.user_id)
-        session.add(row)
-        await _flush_unique(session, clean_name)
-        await session.refresh(row)
-        note.resource_id = row.id
-        return row
-
-    return await audited(sessionmaker, principal, "validation.create", run)
+    if errors:
+        raise many(errors)
+    note.details.update({"promptId": str(prompt.id), "promptName": prompt.name, "name": clean_name,
+                         "type": type_value, "config": config, "isActive": bool(is_active)})
+    if await _name_taken(session, prompt.id, clean_name, None):
+        raise _taken(clean_name)
+    row = Validation(prompt_id=prompt.id, name=clean_name, type=type_value, config=config,
+                     is_active=bool(is_active), created_by_id=principal.user_id)
+    session.add(row)
+    await _flush_unique(session, clean_name)
+    await session.refresh(row)
+    note.resource_id = row.id
+    return row
 
 
 async def _load(session: AsyncSession, validation_id: uuid.UUID | None, *, lock: bool = False) -> Validation | None:
@@ -131,85 +127,81 @@ async def _require_validation(session: AsyncSession, principal: Principal, note:
     prompt = await session.get(Prompt, row.prompt_id) if row is not None else None
     if row is None or prompt is None:
         raise not_found("No validation with this ID.", ["input", "id"])
-    await require_noted(session, principal, note, prompt.project_id, Action.WRITE_PROMPTS,
-                        field=["input", "id"], what="validation")
-    note.resource_type = "Validation"
-    note.resource_id = row.id
+    await require(session, principal, prompt.project_id, Action.WRITE_PROMPTS,
+                  field=["input", "id"], what="validation", note=note)
+    note.about(Validation, row.id)
     row = await _load(session, row.id, lock=True)
     if row is None:  # deleted meanwhile
         raise not_found("No validation with this ID.", ["input", "id"])
     return row, prompt
 
 
-async def update_validation(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("validation.update")
+async def update_validation(tx: Tx, *,
                             validation_id: uuid.UUID | None, name: Any = UNSET, config: Any = UNSET,
                             is_active: Any = UNSET) -> Validation:
     """Change a validation's name, config or active flag (its type cannot change).
 
     Fields left UNSET keep their value; null for ``name``, ``config`` or ``isActive`` is refused.
     """
-
-    async def run(session: AsyncSession, note: AuditNote) -> Validation:
-        row, prompt = await _require_validation(session, principal, note, validation_id)
-        errors: list[ServiceError] = []
-        changes: dict[str, Any] = {}
-        if name is not UNSET:
+    session, note, principal = tx.session, tx.note, tx.principal
+    row, prompt = await _require_validation(session, principal, note, validation_id)
+    errors: list[ServiceError] = []
+    changes: dict[str, Any] = {}
+    if name is not UNSET:
+        try:
+            clean = _check_name(name, ["input", "name"])
+            if clean != row.name:
+                changes["name"] = clean
+        except ServiceError as exc:
+            errors.extend(exc.errors)
+    if config is not UNSET:
+        if config is None:
+            errors.append(invalid("config cannot be null; leave it out to keep the current one.",
+                                  ["input", "config"]))
+        else:
             try:
-                clean = _check_name(name, ["input", "name"])
-                if clean != row.name:
-                    changes["name"] = clean
+                _check_config(row.type, config)
+                if config != row.config:
+                    changes["config"] = config
             except ServiceError as exc:
                 errors.extend(exc.errors)
-        if config is not UNSET:
-            if config is None:
-                errors.append(invalid("config cannot be null; leave it out to keep the current one.",
-                                      ["input", "config"]))
-            else:
-                try:
-                    _check_config(row.type, config)
-                    if config != row.config:
-                        changes["config"] = config
-                except ServiceError as exc:
-                    errors.extend(exc.errors)
-        if is_active is not UNSET:
-            if is_active is None:
-                errors.append(invalid("isActive cannot be null; give true or false, or leave it out.",
-                                      ["input", "isActive"]))
-            elif bool(is_active) != row.is_active:
-                changes["is_active"] = bool(is_active)
-        if errors:
-            raise many(errors)
-        note.details.update({"promptId": str(prompt.id), "name": changes.get("name", row.name),
-                             "changed": sorted(changes)})
-        if "name" in changes:
-            note.details["previousName"] = row.name
-            if await _name_taken(session, prompt.id, changes["name"], row.id):
-                raise _taken(changes["name"])
-        if "config" in changes:
-            note.details["config"] = changes["config"]
-        if "is_active" in changes:
-            note.details["isActive"] = changes["is_active"]
-        if not changes:
-            return row
-        for key, value in changes.items():
-            setattr(row, key, value)
-        row.updated_at = func.now()
-        await _flush_unique(session, changes.get("name", row.name))
-        await session.refresh(row)
+    if is_active is not UNSET:
+        if is_active is None:
+            errors.append(invalid("isActive cannot be null; give true or false, or leave it out.",
+                                  ["input", "isActive"]))
+        elif bool(is_active) != row.is_active:
+            changes["is_active"] = bool(is_active)
+    if errors:
+        raise many(errors)
+    note.details.update({"promptId": str(prompt.id), "name": changes.get("name", row.name),
+                         "changed": sorted(changes)})
+    if "name" in changes:
+        note.details["previousName"] = row.name
+        if await _name_taken(session, prompt.id, changes["name"], row.id):
+            raise _taken(changes["name"])
+    if "config" in changes:
+        note.details["config"] = changes["config"]
+    if "is_active" in changes:
+        note.details["isActive"] = changes["is_active"]
+    if not changes:
         return row
+    for key, value in changes.items():
+        setattr(row, key, value)
+    row.updated_at = func.now()
+    await _flush_unique(session, changes.get("name", row.name))
+    await session.refresh(row)
+    return row
 
-    return await audited(sessionmaker, principal, "validation.update", run)
 
-
-async def delete_validation(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, *,
+@service("validation.delete")
+async def delete_validation(tx: Tx, *,
                             validation_id: uuid.UUID | None) -> uuid.UUID:
     """Delete a validation; returns its id. Past executions keep their results (by name)."""
+    session, note, principal = tx.session, tx.note, tx.principal
+    row, prompt = await _require_validation(session, principal, note, validation_id)
+    note.details.update({"promptId": str(prompt.id), "name": row.name, "type": row.type})
+    await session.delete(row)
+    await session.flush()
+    return row.id
 
-    async def run(session: AsyncSession, note: AuditNote) -> uuid.UUID:
-        row, prompt = await _require_validation(session, principal, note, validation_id)
-        note.details.update({"promptId": str(prompt.id), "name": row.name, "type": row.type})
-        await session.delete(row)
-        await session.flush()
-        return row.id
-
-    return await audited(sessionmaker, principal, "validation.delete", run)

@@ -239,8 +239,9 @@ async def test_archived_prompts_cannot_be_deployed(gql):
     assert body["data"]["resolvePrompt"] == {"version": {"number": 1}}
     assert (await undeploy(gql, t.token, t.prompt_id))["userErrors"] == []
     body = await gql("""query($p: ID!) { resolvePrompt(projectId: $p, name: "greeting") { bucket } }""",
-                     {"p": t.project_id}, token=t.token)
+                     {"p": t.project_id}, token=t.token, check=False)
     assert body["data"]["resolvePrompt"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["NOT_DEPLOYED"]
 
 
 async def test_concurrent_changes_of_one_prompt_are_serialised(gql):

@@ -38,6 +38,16 @@ async def resolve(gql, token, project_id, name="greeting", **kw):
     return body["data"]["resolvePrompt"]
 
 
+async def unresolved(gql, token, project_id, name="greeting", **kw) -> str:
+    """A reader's resolvePrompt without an answer: null, and one error saying why; returns its code."""
+    body = await gql(RESOLVE, {"p": project_id, "name": name, "env": kw.get("env"), "key": kw.get("key"),
+                               "fb": kw.get("fb", False)}, token=token, check=False)
+    assert body["data"] == {"resolvePrompt": None}, body
+    (error,) = body["errors"]
+    assert error["path"] == ["resolvePrompt"], error
+    return error["extensions"]["code"]
+
+
 async def resolve_many(gql, token, project_id, keys: list[str], name="greeting") -> dict[str, tuple[int, int]]:
     """key -> (bucket, version number), CHUNK aliases per request, requests in parallel."""
 
@@ -98,8 +108,8 @@ async def test_split_distribution_stickiness_and_rebucketing(gql):
 async def test_environments_fallback_and_undeploy(gql):
     t = await tenant(gql, "jay", versions=2)
     v1, v2 = t.versions
-    # Nothing deployed: null, or the latest version with fallbackToLatest.
-    assert await resolve(gql, t.token, t.project_id, key="u") is None
+    # Nothing deployed: null with NOT_DEPLOYED, or the latest version with fallbackToLatest.
+    assert await unresolved(gql, t.token, t.project_id, key="u") == "NOT_DEPLOYED"
     r = await resolve(gql, t.token, t.project_id, key="u", fb=True)
     assert r["version"]["number"] == 2 and r["deployment"] is None
     assert r["bucket"] == documented_bucket(t.prompt_id, "production", "u")
@@ -112,18 +122,19 @@ async def test_environments_fallback_and_undeploy(gql):
     r = await resolve(gql, t.token, t.project_id, key="u", env="staging")
     assert r["version"]["number"] == 2 and r["deployment"]["trafficPercentage"] == 100
     assert r["bucket"] == documented_bucket(t.prompt_id, "staging", "u")
-    assert await resolve(gql, t.token, t.project_id, key="u", env="development") is None
+    assert await unresolved(gql, t.token, t.project_id, key="u", env="development") == "NOT_DEPLOYED"
     # A version created after the deployment does not change what is served.
     await add_version(gql, t.token, t.prompt_id, "Hello v3 {{name}}")
     assert (await resolve(gql, t.token, t.project_id, key="u"))["version"]["number"] == 1
 
     assert (await undeploy(gql, t.token, t.prompt_id))["userErrors"] == []
-    assert await resolve(gql, t.token, t.project_id, key="u") is None
+    assert await unresolved(gql, t.token, t.project_id, key="u") == "NOT_DEPLOYED"
     r = await resolve(gql, t.token, t.project_id, key="u", fb=True)
     assert r["version"]["number"] == 3 and r["deployment"] is None
 
-    # Unknown prompt names: null.
-    assert await resolve(gql, t.token, t.project_id, name="nope", fb=True) is None
+    # Unknown prompt names: null with PROMPT_NOT_FOUND, fallback or not.
+    assert await unresolved(gql, t.token, t.project_id, name="nope", fb=True) == "PROMPT_NOT_FOUND"
+    assert await unresolved(gql, t.token, t.project_id, name="nope") == "PROMPT_NOT_FOUND"
 
     # An environment the project does not have is an error naming the allowed ones.
     body = await gql(RESOLVE, {"p": t.project_id, "name": "greeting", "env": "prod"}, token=t.token, check=False)
@@ -137,8 +148,10 @@ async def test_visibility(gql):
     t = await tenant(gql, "kim", versions=1)
     assert (await deploy(gql, t.token, t.versions[0]))["userErrors"] == []
     o, _ = await signup(gql, "lee")
-    # Someone else (even with a bad environment, which must not reveal anything): null.
+    # Someone else (even with a bad environment or name, which must not reveal anything): null, no error.
     assert await resolve(gql, o, t.project_id, key="u", fb=True) is None
+    assert await resolve(gql, o, t.project_id, name="nope") is None
+    assert await resolve(gql, o, t.project_id, env="staging") is None
     body = await gql(RESOLVE, {"p": t.project_id, "name": "greeting", "env": "prod"}, token=o, check=False)
     assert "errors" not in body and body["data"]["resolvePrompt"] is None
     # Anonymous: null. Garbage project ID: null.
@@ -149,6 +162,10 @@ async def test_visibility(gql):
     assert (await resolve(gql, reader, t.project_id, key="u"))["version"]["number"] == 1
     exec_only = await create_api_key(gql, t.token, t.project_id, ["EXECUTIONS_READ"])
     assert await resolve(gql, exec_only, t.project_id, key="u") is None
+    assert await resolve(gql, exec_only, t.project_id, name="nope") is None
+    # A project that does not exist answers as one that is not visible.
+    assert await resolve(gql, t.token, "UHJvamVjdDowMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA",
+                         name="nope") is None
 
 
 async def test_statement_count_is_small_and_fixed(gql, sql_counter):

@@ -71,11 +71,20 @@ def settings() -> Settings:
     return Settings(workers=0, introspection=True)
 
 
-async def test_invalid_bearer_is_reported(client):
-    r = await client.post("/graphql", json={"query": "{ node(id: \"x\") { id } }"},
-                          headers={"Authorization": "Bearer pss_not-a-real-token"})
-    assert r.status_code == 200  # reads still answer (as anonymous): node is simply null
-    assert r.json()["data"] == {"node": None}
+async def test_invalid_bearer_is_refused(client):
+    """A token that is not valid is not "anonymous": the request is refused (401), whatever it asks."""
+    for accept in ("application/json", "application/graphql-response+json"):
+        r = await client.post("/graphql", json={"query": "{ node(id: \"x\") { id } }"},
+                              headers={"Authorization": "Bearer pss_not-a-real-token", "Accept": accept})
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        body = r.json()
+        assert "data" not in body
+        assert body == {"errors": [{"message": "The session token is not valid; log in again.",
+                                    "extensions": {"code": "UNAUTHENTICATED"}}]}
+    # Without any token the same read answers, as anonymous.
+    r = await client.post("/graphql", json={"query": "{ node(id: \"x\") { id } }"})
+    assert r.status_code == 200 and r.json() == {"data": {"node": None}}
 
 
 async def test_depth_limit(client):
@@ -96,8 +105,8 @@ async def test_unexpected_errors_are_masked_and_logged(caplog):
     """The masking extension on a schema with a failing resolver: the client sees no internals."""
     import strawberry
 
-    from app.api.extensions import MaskInternalErrors
-    from app.api.errors import BadRequest
+    from app.api.core.errors import BadRequest
+    from app.api.core.extensions import MaskInternalErrors, Schema
 
     @strawberry.type
     class Query:
@@ -112,7 +121,7 @@ async def test_unexpected_errors_are_masked_and_logged(caplog):
     class Ctx:
         request_id = "req-123"
 
-    schema = strawberry.Schema(Query, extensions=[MaskInternalErrors])
+    schema = Schema(Query, extensions=[MaskInternalErrors])
     result = await schema.execute("{ boom }", context_value=Ctx())
     err = result.errors[0]
     assert err.message == "Internal server error"

@@ -5,7 +5,7 @@ import re
 
 from sqlalchemy import event, text
 
-from app.api.relay import decode_gid_of
+from app.api.core.relay import decode_gid
 
 from tests.registry.util import UPDATE, commit, create_prompt, make_world, ok
 
@@ -128,7 +128,7 @@ async def _fill(app, project_gid: str, n: int) -> None:
     vectors are left empty (building them is what would make the test slow); the statistics of
     the vector column then come from the real prompts.
     """
-    project_id = decode_gid_of(project_gid, "Project")
+    project_id = decode_gid(project_gid)[1]
     async with app.state.runtime.sessionmaker() as session, session.begin():
         await session.execute(text(
             "INSERT INTO prompts (project_id, name, description, tags, latest_version) "

@@ -49,21 +49,36 @@ async def test_anonymous_subscribers_get_unauthenticated(gql, live, protocol):
         assert server.bus.subscriber_count == 0
 
 
-async def test_an_invalid_token_is_refused_at_connection(gql, live):
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_an_invalid_token_makes_every_operation_unauthenticated(gql, live, db_url, protocol):
+    """A token that is not valid (forged, revoked, logged out) is not "anonymous": the connection is
+    accepted, and every operation on it — subscriptions and queries alike — fails with UNAUTHENTICATED
+    saying why, whether the token came in connection_init or in the upgrade request's header."""
+    t, = await tenants(gql, "ann")
+    eid = await execute(gql, t.token, t.prompt_id, {"name": "Ada"})
+    revoked = await create_api_key(gql, t.token, t.project_id, ["EXECUTIONS_READ"])
+    key_id = (await gql("""query($s: String!) { project(slug: $s) { apiKeys { nodes { id } } } }""",
+                        {"s": f"{t.name}-proj"}, token=t.token))["data"]["project"]["apiKeys"]["nodes"][0]["id"]
+    await gql("""mutation($id: ID!) { revokeApiKey(input: {id: $id}) { apiKey { id } } }""", {"id": key_id},
+              token=t.token)
+    cases = [("forged", {"token": "pss_not-a-real-token"}, "not valid"),
+             ("forged header", {"header_token": "pss_not-a-real-token"}, "not valid"),
+             ("revoked key", {"token": revoked}, "revoked")]
     async with live() as server:
-        with pytest.raises(ConnectionRejected) as caught:
-            async with GraphQLWebSocket(server.url, protocol=TRANSPORT_WS, token="pss_not-a-real-token"):
-                pass
-        assert caught.value.code == 4403
-        with pytest.raises(ConnectionRejected) as caught:
-            async with GraphQLWebSocket(server.url, protocol=TRANSPORT_WS, header_token="pss_not-a-real-token"):
-                pass
-        assert caught.value.code == 4403
-        # the legacy protocol says so with connection_error, then closes
-        with pytest.raises(ConnectionRejected) as caught:
-            async with GraphQLWebSocket(server.url, protocol=LEGACY_WS, token="pss_not-a-real-token"):
-                pass
-        assert "token" in caught.value.reason.lower() or "invalid" in caught.value.reason.lower()
+        for name, how, says in cases:
+            async with GraphQLWebSocket(server.url, protocol=protocol, **how) as ws:
+                operations = [(EXECUTION_UPDATED, {"id": eid}), (PROJECT_EXECUTIONS, {"id": t.project_id})]
+                if protocol == TRANSPORT_WS:  # the legacy protocol carries subscriptions only
+                    operations.append(("query { viewer { id } }", None))
+                for query, variables in operations:
+                    error = _only_error(await ws.collect(query, variables))
+                    assert error["extensions"]["code"] == "UNAUTHENTICATED", (name, error)
+                    assert says in error["message"], (name, error)
+        assert server.bus.subscriber_count == 0
+        # A good token on the same server works (nothing above was remembered).
+        async with GraphQLWebSocket(server.url, protocol=protocol, token=t.token) as ws:
+            events = payloads_to_events(await ws.collect(EXECUTION_UPDATED, {"id": eid}, limit=1))
+            assert events[0]["type"] == "SNAPSHOT"
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
@@ -106,7 +121,7 @@ async def test_api_keys_need_an_executions_scope_of_that_project(gql, live):
 
 
 async def test_a_member_removed_mid_stream_stops_receiving(gql, live, driver, monkeypatch):
-    from app.api import subscriptions
+    from app.api.executions import subscriptions
 
     monkeypatch.setattr(subscriptions, "ACCESS_RECHECK_SECONDS", 0.0)  # re-check before every delivery
     a, b = await tenants(gql, "ann", "bob")
@@ -138,7 +153,7 @@ async def test_a_member_removed_mid_stream_stops_receiving(gql, live, driver, mo
 
 
 async def test_a_logged_out_session_stops_receiving(gql, live, driver, monkeypatch):
-    from app.api import subscriptions
+    from app.api.executions import subscriptions
 
     monkeypatch.setattr(subscriptions, "ACCESS_RECHECK_SECONDS", 0.0)  # re-check before every delivery
     a, = await tenants(gql, "ann")
@@ -163,3 +178,13 @@ async def test_a_logged_out_session_stops_receiving(gql, live, driver, monkeypat
         assert await asyncio.wait_for(got.get(), 5) is None
         await task
         assert server.bus.subscriber_count == 0
+
+
+async def test_a_query_over_the_legacy_protocol_is_a_clear_client_error(gql, live):
+    """graphql-ws carries subscriptions only: a query there is the client's mistake, said as such (not a
+    masked internal error)."""
+    t, = await tenants(gql, "ann")
+    async with live() as server, GraphQLWebSocket(server.url, protocol=LEGACY_WS, token=t.token) as ws:
+        error = _only_error(await ws.collect("query { viewer { id } }"))
+        assert error["extensions"]["code"] == "BAD_REQUEST"
+        assert "subscriptions only" in error["message"]

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from sqlalchemy import event
 
-from app.api import subscriptions
+from app.api.executions import subscriptions
 from tests.ws_client import LEGACY_WS, TRANSPORT_WS, GraphQLWebSocket
 
 from .util import EXECUTION_UPDATED, execute, payloads_to_events, sequences, tenants

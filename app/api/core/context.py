@@ -1,0 +1,90 @@
+"""The per-request context: settings, session factory, principal, loaders, request metadata.
+
+Resolvers take ``info: Info`` (``strawberry.Info`` typed with this Context) and reach it as
+``info.context``.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models.enums import ProjectRole
+from app.services import access
+from app.services.principal import Principal
+
+from .errors import Unauthenticated
+from .loaders import BaseLoader, ByIdLoader, Loaders, RoleLoader
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+L = TypeVar("L", bound=BaseLoader)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    principal: Principal
+    request: Any = None
+    response: Any = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    #: Why the credential given was refused (unknown, revoked or expired token; a malformed
+    #: Authorization header); None when there was none or it was accepted. Every operation of such a
+    #: request fails with UNAUTHENTICATED.
+    auth_error: str | None = None
+    #: graphql-ws / graphql-transport-ws connection_init payload (set by Strawberry).
+    connection_params: Any = None
+    #: What the process shares across requests (event bus, workers, ...), set by the app.
+    services: Runtime | None = None
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self)
+
+    def refresh_loaders(self) -> None:
+        """Forget cached rows and roles (subscriptions: their context lives as long as the socket)."""
+        self.loaders = Loaders(self)
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        """A short session for reading (loaders, resolvers)."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    def loader(self, cls: type[L], *args: Any) -> L:
+        return self.loaders.get(cls, *args)
+
+    def by_id(self, model: Any) -> ByIdLoader:
+        return self.loaders.by_id(model)
+
+    def require_auth(self) -> Principal:
+        """The principal, signed in; UNAUTHENTICATED otherwise."""
+        if self.auth_error:
+            raise Unauthenticated(self.auth_error)
+        if not self.principal.is_authenticated:
+            raise Unauthenticated()
+        return self.principal
+
+    # --- what readers ask before they show anything (the decisions are app.services.access's)
+
+    async def role(self, project_id: uuid.UUID) -> ProjectRole | None:
+        return await self.loader(RoleLoader).load(project_id)  # type: ignore[no-any-return]
+
+    async def can(self, project_id: uuid.UUID, action: access.Action) -> bool:
+        return access.permits(self.principal, await self.role(project_id), project_id, action)
+
+    async def can_many(self, project_ids: Sequence[uuid.UUID], action: access.Action) -> dict[uuid.UUID, bool]:
+        ids = list(dict.fromkeys(project_ids))
+        roles = await self.loader(RoleLoader).load_many(ids)
+        return {p: access.permits(self.principal, r, p, action) for p, r in zip(ids, roles, strict=True)}
+
+
+Info: TypeAlias = strawberry.Info[Context, None]

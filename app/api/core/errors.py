@@ -1,0 +1,59 @@
+"""UserErrors (expected problems in mutation payloads) and top-level GraphQL errors.
+
+Top-level errors carry ``extensions.code``: UNAUTHENTICATED (no valid credential), BAD_USER_INPUT
+(an argument outside a mutation input is wrong: a cursor, a limit), or a code of the field that
+raised it (``ClientError``). They are client mistakes: logged briefly at INFO, never masked.
+"""
+from __future__ import annotations
+
+import enum
+
+import strawberry
+from graphql import GraphQLError
+
+from app.services.errors import ServiceError
+
+
+@strawberry.enum
+class UserErrorCode(enum.Enum):
+    INVALID = "INVALID"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    FORBIDDEN = "FORBIDDEN"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+
+
+@strawberry.type
+class UserError:
+    code: UserErrorCode
+    message: str
+    field: list[str] | None = strawberry.field(
+        default=None, description='Path to the input field at fault, e.g. ["input", "variables", "name"].')
+
+
+def user_errors(exc: ServiceError) -> list[UserError]:
+    return [UserError(code=UserErrorCode(e.code), message=e.message, field=e.field) for e in exc.errors]
+
+
+class ClientError(GraphQLError):
+    """A top-level error the client caused, with ``extensions.code``."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message, extensions={"code": code or self.code})
+
+
+class Unauthenticated(ClientError):
+    """No valid credential: none where one is needed, or one that is unknown, revoked or expired."""
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str = "Sign in (Authorization: Bearer <token>) to do this."):
+        super().__init__(message)
+
+
+class BadRequest(ClientError):
+    """A client error in arguments that are not part of a mutation input (e.g. a bad cursor)."""
+
+    code = "BAD_USER_INPUT"

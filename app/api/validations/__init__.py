@@ -1,0 +1,2 @@
+"""Validations in GraphQL: Validation, ValidationResult; createValidation, updateValidation,
+deleteValidation. It supplies Prompt.validations (``resolvers``); executions use ValidationResult."""
