@@ -40,8 +40,9 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 	  echo "Creating the virtual environment $(VENV)"; \
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
 	fi
-	@echo "Installing Prompt Studio and its dependencies into $(VENV)"
-	$(PY) -m pip install --disable-pip-version-check --quiet -e '.[test]'
+	@if [ -f $@ ]; then echo "Updating $(VENV): pyproject.toml or setup.py changed"; \
+	 else echo "Installing Prompt Studio and its dependencies into $(VENV) (the first time takes about a minute)"; fi
+	$(PY) tools/pip_install.py -e '.[test]'
 	@touch $@
 
 serve: $(STAMP)

@@ -5,14 +5,15 @@ variable. With no ``DATABASE_URL`` the commands that need a database start the e
 in the data directory (``app.db.embedded``) for as long as they run.
 
 Exit codes: 0 when the command did its work (a server stopped with Ctrl-C or SIGTERM included),
-1 on an error (one line on stderr for expected problems: bad settings, invalid input, the database
-out of reach; a traceback only for bugs), 2 for a bad command line (argparse).
+1 on an error (one line on stderr for expected problems: bad settings, a port in use, invalid input,
+the database out of reach; a traceback only for bugs), 2 for a bad command line (argparse).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import logging
 import os
@@ -34,6 +35,8 @@ APP_DIR = Path(__file__).resolve().parent
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 #: Seconds uvicorn waits for open connections (subscriptions) at shutdown before closing them.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+#: Connections the kernel queues on the listening socket (uvicorn's default).
+BACKLOG = 2048
 
 
 class CLIError(Exception):
@@ -141,6 +144,90 @@ def _http_url(host: str, port: int, path: str = "") -> str:
     return f"http://{shown}:{port}{path}"
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> CLIError:
+    """One line that says why host:port cannot be listened on, and what to do about it."""
+    where = _address(host, port)
+    if isinstance(exc, socket.gaierror):
+        reason = (f"the host name does not resolve: {exc.strerror} "
+                  "(choose another with --host or PROMPTSTUDIO_HOST)")
+    elif exc.errno == errno.EADDRINUSE:
+        reason = ("the address is already in use (another server running? "
+                  "choose another port with --port or PROMPTSTUDIO_PORT)")
+    elif exc.errno in (errno.EACCES, errno.EPERM) and 0 < port < 1024:
+        reason = ("permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE "
+                  "(choose another with --port or PROMPTSTUDIO_PORT)")
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason = ("the address is not one of this machine's (choose another with --host or "
+                  "PROMPTSTUDIO_HOST, e.g. 127.0.0.1, or 0.0.0.0 for all interfaces)")
+    elif exc.errno == errno.EAFNOSUPPORT:
+        reason = "this machine does not support that address family (is IPv6 switched off?)"
+    else:
+        reason = exc.strerror or str(exc)
+    return CLIError(f"cannot listen on {where}: {reason}")
+
+
+@contextlib.contextmanager
+def _listening(host: str, port: int) -> Iterator[list[socket.socket]]:
+    """Bind and listen on host:port now, as uvicorn would have done (through asyncio's
+    ``loop.create_server``): every address the host resolves to, SO_REUSEADDR, IPv6 sockets
+    IPv6-only. ``serve`` does this before anything else, so a port in use fails at once; the
+    sockets are then handed to uvicorn, and closed on the way out. Raises CLIError (one line)
+    when it cannot listen."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise _bind_error(host, port, exc) from None
+    sockets: list[socket.socket] = []
+    first_error: OSError | None = None
+    try:
+        for family, type_, proto, _canonname, address in dict.fromkeys(infos):
+            try:
+                sock = socket.socket(family, type_, proto)
+            except OSError as exc:  # e.g. IPv6 switched off: asyncio skips such an address too
+                first_error = first_error or exc
+                continue
+            sockets.append(sock)  # not inheritable (Python's default): PostgreSQL must not hold the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+                # Listen at once: only a listening socket keeps the port from a second server that
+                # also uses SO_REUSEADDR. Connections made before the app is up wait in the backlog.
+                sock.listen(BACKLOG)
+            except OSError as exc:
+                raise _bind_error(host, port, exc) from None
+        if not sockets:
+            raise _bind_error(host, port, first_error or OSError(errno.EADDRNOTAVAIL, "no address to listen on"))
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _run_uvicorn(config, sockets: list[socket.socket]) -> None:
+    """``uvicorn.run`` for sockets bound already (what it does itself for --reload and --workers):
+    ``Server.run(sockets=...)`` serves them; the reloader passes them to each new server process.
+    (``uvicorn.Config(fd=...)`` would take one socket only, and re-creates it as an AF_UNIX
+    socket, so asyncio would not set TCP_NODELAY on the connections.)"""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import ChangeReload
+
+    server = uvicorn.Server(config)
+    if config.should_reload:
+        ChangeReload(config, target=server.run, sockets=sockets).run()
+    else:
+        config.load_app()
+        server.run(sockets=sockets)
+    if not server.started and not config.should_reload:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run; it has logged why
+
+
 # ---------------------------------------------------------------------- commands
 
 
@@ -149,39 +236,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level)
     import uvicorn
 
-    # The app (and uvicorn's reload workers, which are new processes) read their settings from the
-    # environment: make them see the host and port given on the command line.
-    os.environ["PROMPTSTUDIO_HOST"] = settings.host
-    os.environ["PROMPTSTUDIO_PORT"] = str(settings.port)
-    with _database(settings) as (url, _embedded):
+    # The port first: when it is taken (or not ours to take) that is one line and exit code 1
+    # before PostgreSQL, the migrations and the workers are started for nothing.
+    with _listening(settings.host, settings.port) as sockets, _database(settings) as (url, _embedded):
+        port = sockets[0].getsockname()[1]  # the one chosen when the port asked for is 0
+        # The app (and uvicorn's reload workers, which are new processes) read their settings from the
+        # environment: make them see the host and port given on the command line.
+        os.environ["PROMPTSTUDIO_HOST"] = settings.host
+        os.environ["PROMPTSTUDIO_PORT"] = str(port)
         _migrate(url)
-        where = _http_url(settings.host, settings.port)
+        where = _http_url(settings.host, port)
         print(f"Prompt Studio listening on {where}"
               + (" (all interfaces)" if settings.host in ("0.0.0.0", "::") else ""), flush=True)
-        graphql = _http_url(settings.host, settings.port, "/graphql")
+        graphql = _http_url(settings.host, port, "/graphql")
         print(f"GraphQL endpoint: {graphql}" + ("  (open it in a browser for GraphiQL)" if settings.graphiql else ""),
               flush=True)
         print("Press Ctrl-C to stop.", flush=True)
+        config = uvicorn.Config(
+            APP_FACTORY,
+            factory=True,
+            host=settings.host,
+            port=port,
+            reload=args.reload,
+            reload_dirs=[str(APP_DIR)] if args.reload else None,
+            log_level=settings.log_level,
+            proxy_headers=True,
+            lifespan="on",
+            backlog=BACKLOG,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
         try:
-            uvicorn.run(
-                APP_FACTORY,
-                factory=True,
-                host=settings.host,
-                port=settings.port,
-                reload=args.reload,
-                reload_dirs=[str(APP_DIR)] if args.reload else None,
-                log_level=settings.log_level,
-                proxy_headers=True,
-                lifespan="on",
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            )
+            _run_uvicorn(config, sockets)
         except (KeyboardInterrupt, Terminated):
             # uvicorn shut down gracefully and re-raised the signal that stopped it.
             pass
         except SystemExit as exc:
             if exc.code not in (None, 0):
                 raise CLIError(
-                    f"the HTTP server could not start on {settings.host}:{settings.port} (see the messages above)"
+                    f"the HTTP server could not start on {_address(settings.host, port)} (see the messages above)"
                 ) from None
     return 0
 

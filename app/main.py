@@ -1,4 +1,5 @@
-"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /healthz, /readyz, /metrics.
+"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /healthz, /readyz, /metrics,
+and / (to GraphiQL, or a note on where the API is when GraphiQL is off).
 
 ``create_app(settings)`` builds it; its lifespan opens the database engine, and starts the event
 bus and the execution workers. ``create_app_from_env()`` is the factory uvicorn runs.
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
     from app.http.metrics import metrics
+    from app.http.root import root
 
     settings = settings or Settings.from_env()
     url = database_url or settings.database_url
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     view = GraphQLView(build_schema(settings), settings)
     routes = [
+        Route("/", root, methods=["GET"]),
         Route("/graphql", view, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,12 +13,15 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
+def cli(*args: str, env: dict | None = None, timeout: float = 60,
+        prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`python -m app ARGS` (after the command PREFIX, e.g. setpriv ...) with ENV added to this one's."""
+    return subprocess.run([*prefix, sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
@@ -103,3 +107,59 @@ def test_serve_runs_the_embedded_database_and_sigterm_stops_both(tmp_path):
     assert f"GraphQL endpoint: {base}/graphql" in output
     assert not pidfile.exists()
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+
+
+def _serve_refused(tmp_path: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`serve ARGS` where it cannot listen, with the embedded database in an empty data directory."""
+    data_dir = tmp_path / "data"
+    result = cli("serve", *args, env={"PROMPTSTUDIO_DATA_DIR": str(data_dir), "DATABASE_URL": ""}, prefix=prefix)
+    # Nothing was started: no data directory (so no cluster), no PostgreSQL running on it.
+    assert not data_dir.exists()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(data_dir) in " ".join(p.info["cmdline"] or [])]
+    return result
+
+
+def test_serve_on_a_port_in_use_fails_at_once_with_one_line_and_starts_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve_refused(tmp_path, "--port", str(port))
+    assert result.returncode == 1
+    assert result.stdout == ""  # in particular no "listening on"
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: the address is already in use")
+    assert "--port" in result.stderr
+
+
+def test_serve_on_an_address_of_another_machine_fails_with_one_line(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = _serve_refused(tmp_path, "--host", "192.0.2.1", "--port", str(port))  # TEST-NET-1 (RFC 5737)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot listen on 192.0.2.1:{port}: the address is not one of this machine's")
+
+
+def _unprivileged() -> tuple[str, ...] | None:
+    """A command prefix under which binding port 80 is refused, or None when there is none here."""
+    try:
+        first_free = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        first_free = 1024
+    if first_free <= 80:
+        return None
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")  # root without CAP_NET_BIND_SERVICE
+    return (setpriv, "--inh-caps=-net_bind_service", "--bounding-set=-net_bind_service") if setpriv else None
+
+
+@pytest.mark.skipif(_unprivileged() is None, reason="port 80 cannot be refused here (root without setpriv, "
+                                                     "or ip_unprivileged_port_start <= 80)")
+def test_serve_on_a_privileged_port_without_the_right_fails_with_one_line(tmp_path):
+    result = _serve_refused(tmp_path, "--port", "80", prefix=_unprivileged())
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: cannot listen on 127.0.0.1:80: permission denied")

@@ -20,6 +20,27 @@ async def test_graphiql_in_a_browser(client):
     assert "graphiql" in r.text.lower()
 
 
+async def test_the_root_sends_a_browser_to_graphiql(client):
+    r = await client.get("/", headers={"accept": "text/html"})
+    assert r.status_code == 307 and r.headers["location"] == "/graphql"
+    r = await client.get(r.headers["location"], headers={"accept": "text/html"})
+    assert r.status_code == 200 and "graphiql" in r.text.lower()
+    r = await client.get("/", params={"query": "{ __typename }"})  # GraphiQL opens with it
+    assert r.status_code == 307 and r.headers["location"] == "/graphql?query=%7B+__typename+%7D"
+
+
+async def test_the_root_says_where_the_api_is_when_graphiql_is_off(make_app):
+    import httpx
+
+    async with make_app(graphiql=False) as app:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.get("/", headers={"accept": "text/html"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    assert "POST /graphql" in r.text and "WebSocket /graphql" in r.text
+
+
 async def test_get_runs_queries_not_mutations(client):
     r = await client.get("/graphql", params={"query": "{ node(id: \"nope\") { id } }"})
     assert r.status_code == 200
