@@ -284,15 +284,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     with _database(settings) as (url, _embedded):
         _migrate(url)
         settings = settings.replace(database_url=url)
+        from app.lifecycle import run_worker
+
+        logger.info("worker started with %s worker tasks", settings.workers)
         try:
-            import app.engine.standalone as standalone
-        except ModuleNotFoundError as exc:
-            if exc.name == "app.engine.standalone":
-                raise CLIError("this version has no standalone worker (app.engine.standalone)") from None
-            raise
-        logger.info("worker started with %s execution tasks", settings.workers)
-        try:
-            asyncio.run(standalone.run(settings))
+            asyncio.run(run_worker(settings))
         except (KeyboardInterrupt, Terminated):
             logger.info("worker stopped")
     return 0

@@ -1,11 +1,25 @@
-"""Start and stop what a server process runs besides HTTP: engine, event bus, workers, periodic jobs."""
+"""Start and stop what a server process runs besides HTTP: engine, event bus, workers, periodic jobs;
+and ``run_worker``, the whole of a ``promptstudio worker`` process.
+
+``start_runtime`` builds the database engine and runs the start hooks in order (secret key check,
+event bus, engine: pricing seed, worker pool, retention); ``stop_runtime`` runs the stop hooks in
+reverse and disposes of the engine.
+"""
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from app import engine
 from app.db.engine import create_engine_and_sessionmaker
+from app.events.bus import EventBus
+from app.providers import aclose_providers
 from app.runtime import Runtime
-from app.settings import Settings
+from app.services import crypto
+from app.settings import Settings, SettingsError
 
 log = logging.getLogger("promptstudio")
 
@@ -14,15 +28,15 @@ async def start_runtime(settings: Settings, database_url: str | None, *, http: b
     if not database_url:
         raise RuntimeError("no database: set DATABASE_URL, or start the server with `promptstudio serve`, "
                            "which runs the embedded PostgreSQL")
-    engine, sessionmaker = create_engine_and_sessionmaker(database_url, settings)
-    runtime = Runtime(settings=settings, database_url=database_url, engine=engine, sessionmaker=sessionmaker)
-    for hook in _start_hooks():
+    db_engine, sessionmaker = create_engine_and_sessionmaker(database_url, settings)
+    runtime = Runtime(settings=settings, database_url=database_url, engine=db_engine, sessionmaker=sessionmaker)
+    for hook in START_HOOKS:
         await hook(runtime, http=http)
     return runtime
 
 
 async def stop_runtime(runtime: Runtime) -> None:
-    for hook in reversed(_stop_hooks()):
+    for hook in reversed(STOP_HOOKS):
         try:
             await hook(runtime)
         except Exception:  # keep stopping the rest
@@ -31,8 +45,6 @@ async def stop_runtime(runtime: Runtime) -> None:
 
 
 async def _start_bus(runtime: Runtime, *, http: bool = True) -> None:
-    from app.events.bus import EventBus
-
     runtime.bus = EventBus(runtime.database_url, buffer=runtime.settings.subscriber_buffer)
     await runtime.bus.start()
 
@@ -42,15 +54,38 @@ async def _stop_bus(runtime: Runtime) -> None:
         await runtime.bus.stop()
 
 
-def _start_hooks() -> list:
-    """Components that run beside HTTP, started in this order (and stopped in reverse)."""
-    from app import engine
-    from app.services import crypto
-
-    return [crypto.start_hook, _start_bus, engine.start]
+#: Components that run beside HTTP, started in this order (and stopped in reverse).
+START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_bus, engine.start]
+STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_bus, engine.stop]
 
 
-def _stop_hooks() -> list:
-    from app import engine
-
-    return [_stop_bus, engine.stop]
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """``promptstudio worker``: workers without HTTP, until SIGINT or SIGTERM (or ``stop``, for embedding
+    and tests) says to stop; then jobs in progress are handed back to the queue for another worker."""
+    if settings.workers < 1:
+        raise SettingsError("PROMPTSTUDIO_WORKERS is 0: a worker process needs at least 1 execution task")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous = signal.getsignal(sig)
+            loop.add_signal_handler(sig, stop.set)
+            installed[sig] = previous
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        runtime = await start_runtime(settings, settings.database_url, http=False)
+        try:
+            log.info("worker %s running %d worker tasks; stop with Ctrl-C or SIGTERM",
+                     runtime.workers.worker_id, settings.workers)
+            await stop.wait()
+            log.info("stopping: jobs in progress go back to the queue")
+        finally:
+            await stop_runtime(runtime)
+            await aclose_providers()  # this process's provider connection pools
+    finally:
+        for sig, previous in installed.items():
+            loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)  # e.g. the CLI's handler, for its own cleanup

@@ -5,16 +5,15 @@ import asyncio
 import logging
 
 from app.runtime import Runtime
+from app.services.models import seed_pricing
+
+from .pool import WorkerPool
+from .retention import retention_loop
 
 log = logging.getLogger("promptstudio.engine")
 
 
 async def start(runtime: Runtime, *, http: bool = True) -> None:
-    from app.services.models import seed_pricing
-
-    from .pool import WorkerPool
-    from .retention import retention_loop
-
     inserted = await seed_pricing(runtime.sessionmaker)
     if inserted:
         log.info("model prices: %d rows added from the shipped pricing table", inserted)

@@ -1,12 +1,18 @@
-"""The worker pool of one process: N concurrent execution tasks, woken by NOTIFY.
+"""The worker pool of one process: N concurrent tasks running jobs of every kind it has a handler for.
 
+* Worker tasks claim jobs (``app.services.jobs.claim``: priority, then age) and run them through
+  their kind's handler; idle ones wait for a NOTIFY or poll every ``poll_seconds``.
 * One dedicated asyncpg connection LISTENs on ``ps_queue`` (wake idle workers at once) and
-  ``ps_cancel`` (stop a run of ours). If it drops, it is re-opened with back-off; meanwhile the
-  workers fall back to polling every ``poll_seconds``, and after a reconnect everyone looks again.
-* A heartbeat task extends the leases of every execution this pool runs, in one statement
-  every ``heartbeat_seconds``; it also notices cancels whose NOTIFY was missed and executions
-  taken away from us (lease expired while we were stalled).
-* A reaper task handles expired leases of any worker (``reclaim_expired``).
+  ``ps_cancel`` (payload: a job id; stop its run if it is ours). If it drops, it is re-opened with
+  back-off; meanwhile the workers fall back to polling, and after a reconnect everyone looks again.
+* A heartbeat task extends the leases of every job this pool runs, in one statement every
+  ``heartbeat_seconds``; it also notices cancels whose NOTIFY was missed and jobs taken away from
+  us (lease expired while we were stalled).
+* A reaper task handles expired leases of any worker (``app.services.jobs.reclaim_expired``).
+
+A handler (``Handler``) is a kind's queue hooks (``app.services.jobs.JobHooks``) plus ``load`` (the
+job's subject, as the claim left it) and ``start`` (a ``Running`` for it). Adding a kind of work is
+adding a handler to :func:`handlers`.
 """
 from __future__ import annotations
 
@@ -15,20 +21,36 @@ import logging
 import os
 import socket
 import uuid
+from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import plain_url
+from app.db.models import Job
+from app.services import jobs
 from app.settings import Settings
 
-from .queue import CANCEL_CHANNEL, QUEUE_CHANNEL, claim_next, extend_leases, reclaim_expired
-from .runner import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN, Run
+from .executions import ExecutionHandler
+from .running import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN, Running
 
 log = logging.getLogger("promptstudio.engine")
 
-#: Seconds a stopping pool waits for runs to hand their executions back before abandoning them.
+#: Seconds a stopping pool waits for runs to hand their jobs back before abandoning them.
 STOP_GRACE_SECONDS = 10.0
+
+
+class Handler(jobs.JobHooks, Protocol):
+    kind: str
+
+    async def load(self, job: Job) -> Any: ...
+
+    def start(self, job: Job, subject: Any, worker_id: str) -> Running: ...
+
+
+def handlers(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Handler]:
+    """Every kind of job this process runs, by kind."""
+    return {h.kind: h for h in (ExecutionHandler(settings, sessionmaker),)}
 
 
 def new_worker_id() -> str:
@@ -43,9 +65,11 @@ class WorkerPool:
         self.database_url = database_url
         self.concurrency = settings.workers if concurrency is None else concurrency
         self.worker_id = worker_id or new_worker_id()
-        self.runs: dict[uuid.UUID, Run] = {}
+        self.handlers = handlers(settings, sessionmaker)
+        #: job id -> its run, for the jobs this pool holds now.
+        self.runs: dict[uuid.UUID, Running] = {}
         self._wakes: list[asyncio.Event] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
@@ -63,17 +87,18 @@ class WorkerPool:
             wake.set()  # look at the queue right away
             self._wakes.append(wake)
             self._tasks.append(asyncio.create_task(self._worker_loop(wake), name=f"ps-engine-worker-{i}"))
-        log.info("execution workers started: %d tasks as %s", self.concurrency, self.worker_id)
+        log.info("workers started: %d tasks as %s, running jobs of kinds %s", self.concurrency, self.worker_id,
+                 ", ".join(self.handlers))
 
     async def stop(self) -> None:
-        """Stop claiming; runs in progress hand their executions back to the queue."""
+        """Stop claiming; runs in progress hand their jobs back to the queue."""
         self._stopping.set()
         for run in list(self.runs.values()):
             run.request_stop(STOP_SHUTDOWN)
         self.wake_all()
         workers = [t for t in self._tasks if t.get_name().startswith("ps-engine-worker")]
         if workers:
-            done, pending = await asyncio.wait(workers, timeout=STOP_GRACE_SECONDS)
+            _, pending = await asyncio.wait(workers, timeout=STOP_GRACE_SECONDS)
             for t in pending:
                 t.cancel()
         for t in self._tasks:
@@ -83,7 +108,7 @@ class WorkerPool:
         self._tasks.clear()
         self._wakes.clear()
         await self._close_listener()
-        log.info("execution workers stopped (%s)", self.worker_id)
+        log.info("workers stopped (%s)", self.worker_id)
 
     def wake_all(self) -> None:
         for wake in self._wakes:
@@ -95,8 +120,8 @@ class WorkerPool:
         try:
             conn = await asyncpg.connect(plain_url(self.database_url),
                                          server_settings={"application_name": "promptstudio-worker"})
-            await conn.add_listener(QUEUE_CHANNEL, self._on_queue)
-            await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
+            await conn.add_listener(jobs.QUEUE_CHANNEL, self._on_queue)
+            await conn.add_listener(jobs.CANCEL_CHANNEL, self._on_cancel)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("workers cannot LISTEN (%s); polling every %.1f s until it works",
                         exc, self.settings.poll_seconds)
@@ -131,15 +156,15 @@ class WorkerPool:
             else:
                 backoff = min(backoff * 2, 30.0)
 
-    def _on_queue(self, conn, pid, channel, payload) -> None:
+    def _on_queue(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         self.wake_all()
 
-    def _on_cancel(self, conn, pid, channel, payload) -> None:
+    def _on_cancel(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         try:
-            execution_id = uuid.UUID(payload)
+            job_id = uuid.UUID(payload)
         except ValueError:
             return
-        run = self.runs.get(execution_id)
+        run = self.runs.get(job_id)
         if run is not None:
             run.request_stop(STOP_CANCEL)
 
@@ -149,27 +174,33 @@ class WorkerPool:
         while not self._stopping.is_set():
             wake.clear()
             try:
-                row = await claim_next(self.sessionmaker, self.worker_id, self.settings.lease_seconds)
+                job = await jobs.claim(self.sessionmaker, self.worker_id, self.handlers, self.settings.lease_seconds)
+                run = await self._start(job) if job is not None else None
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("could not claim an execution; trying again in %.1f s", self.settings.poll_seconds)
-                row = None
-            if row is None:
+                log.exception("could not claim a job; trying again in %.1f s", self.settings.poll_seconds)
+                job = run = None
+            if job is None or run is None:
                 try:
                     await asyncio.wait_for(wake.wait(), self.settings.poll_seconds)
                 except TimeoutError:
                     pass
                 continue
-            run = Run(settings=self.settings, sessionmaker=self.sessionmaker, worker_id=self.worker_id,
-                      execution=row)
-            self.runs[row.id] = run
+            self.runs[job.id] = run
             if self._stopping.is_set():
                 run.request_stop(STOP_SHUTDOWN)
             try:
                 await run.execute()
             finally:
-                self.runs.pop(row.id, None)
+                self.runs.pop(job.id, None)
+
+    async def _start(self, job: Job) -> Running | None:
+        handler = self.handlers[job.kind]
+        subject = await handler.load(job)
+        if subject is None:  # deleted between the claim and now: its lease expires and the reaper tidies up
+            return None
+        return handler.start(job, subject, self.worker_id)
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
@@ -178,14 +209,14 @@ class WorkerPool:
             if not ids:
                 continue
             try:
-                states = await extend_leases(self.sessionmaker, self.worker_id, ids, self.settings.lease_seconds)
+                states = await jobs.extend_leases(self.sessionmaker, self.worker_id, ids, self.settings.lease_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("heartbeat failed; leases were not extended")
                 continue
-            for execution_id, state in states.items():
-                run = self.runs.get(execution_id)
+            for job_id, state in states.items():
+                run = self.runs.get(job_id)
                 if run is None:
                     continue
                 if not state.held:
@@ -197,7 +228,7 @@ class WorkerPool:
         interval = max(0.25, min(self.settings.lease_seconds / 4, self.settings.poll_seconds))
         while not self._stopping.is_set():
             try:
-                handled = await reclaim_expired(self.sessionmaker)
+                handled = await jobs.reclaim_expired(self.sessionmaker, self.handlers)
                 if handled:
                     self.wake_all()
             except asyncio.CancelledError:

@@ -1,13 +1,13 @@
 """Running one claimed execution: call the provider with streaming, record output, usage, cost,
-validations and logs, and finish it COMPLETED, FAILED or CANCELLED.
+validations and logs, and finish it COMPLETED, FAILED or CANCELLED (and its job removed).
 
 Two coroutines cooperate. The *producer* only reads the provider's stream into memory (so it can
 be cancelled at any moment — that is how a cancel stops a stream promptly). The *pump* (the run
 itself) is the only one that writes: it flushes the text gathered so far as one OUTPUT_DELTA
 every ``FLUSH_SECONDS`` or ``FLUSH_CHARS`` characters (output column and event in one
 transaction), and writes the final state. Every write is conditional on this worker still
-holding the execution (``worker_id`` and status RUNNING): a worker whose lease was taken away
-stops without writing.
+holding the execution's job (``jobs.held_by``): a worker whose lease was taken away stops
+without writing.
 
 Measurements: ``latencyMs`` runs from the start of the first provider call to the end of the
 stream (provider retries and their back-off included: it is what the caller waited);
@@ -21,32 +21,29 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import Execution, LlmUsage, Validation
+from app.db.models import Execution, Job, Validation
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
-from app.events.emit import emit_event
 from app.providers import (Credential, ProviderError, ProviderRequest, TextDelta, UsageReport, count_message_tokens,
                            count_tokens, get_provider, stream_with_retries)
-from app.providers.registry import provider_info
+from app.services import crypto, jobs
+from app.services.credentials import MissingCredential, credential_for
+from app.services.execution_events import emit_event, finish, write_log
+from app.services.models import Usage, record_usage
+from app.services.validation_rules import ValidationSpec, apply_validations
 from app.settings import Settings
 
-from .logs import write_log
-from .queue import finish_row, release
+from .running import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN
 
 log = logging.getLogger("promptstudio.engine")
 
 FLUSH_SECONDS = 0.05
 FLUSH_CHARS = 256
 
-#: Why a run was told to stop before its stream ended.
-STOP_CANCEL = "cancel"
-STOP_LEASE_LOST = "lease_lost"
-STOP_SHUTDOWN = "shutdown"
 
 
 class _Fail(Exception):
@@ -87,46 +84,17 @@ def build_request(execution: Execution, settings: Settings) -> ProviderRequest:
     )
 
 
-async def resolve_credential(session: AsyncSession, settings: Settings, project_id: uuid.UUID,
-                             provider_name: str) -> Credential:
-    """The project's stored credential for the provider, else the environment's, else an empty one.
-
-    Raises _Fail when the provider needs a key and there is none anywhere.
-    """
-    from app.services import credentials, crypto
-
-    try:
-        stored = await credentials.decrypt_credential(session, project_id, provider_name, settings)
-    except crypto.DecryptionError as exc:
-        raise _Fail(f"the stored {provider_name} credential cannot be decrypted: {exc}") from None
-    if stored is not None:
-        api_key, base_url = stored
-        return Credential(api_key=api_key, base_url=base_url)
-    env = {
-        "openai": (settings.openai_api_key, settings.openai_base_url),
-        "anthropic": (settings.anthropic_api_key, settings.anthropic_base_url),
-    }.get(provider_name)
-    if env is not None:
-        api_key, base_url = env
-        info = provider_info(provider_name)
-        custom_url = base_url and info.default_base_url and base_url.rstrip("/") != info.default_base_url.rstrip("/")
-        if api_key or custom_url:
-            return Credential(api_key=api_key, base_url=base_url)
-    if provider_info(provider_name).requires_api_key:
-        env_name = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(provider_name, "an API key")
-        raise _Fail(f"no credential for provider {provider_name}: store one for this project with "
-                    f"setProviderCredential, or set {env_name} on the server")
-    return Credential()
-
-
 @dataclass
 class Run:
-    """One attempt at one execution, by one worker."""
+    """One attempt at one execution, by one worker holding its job."""
 
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     worker_id: str
     execution: Execution
+    job: Job
+    #: The execution kind's hooks (to hand the job back when the worker stops).
+    hooks: jobs.JobHooks
     stop_reason: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # stream state (written by the producer, read by the pump)
@@ -195,7 +163,7 @@ class Run:
             return
         if not stream_ended:  # stopped mid-stream (a stream that had ended is finished normally)
             if self.stop_reason == STOP_SHUTDOWN:
-                await release(self.sessionmaker, row.id, self.worker_id, "the worker is stopping")
+                await jobs.release(self.sessionmaker, self.job.id, self.worker_id, self.hooks, "the worker is stopping")
             else:
                 await self._finish(ExecutionStatus.CANCELLED, plan, error=None)
             return
@@ -220,7 +188,12 @@ class Run:
             raise _Fail(exc.message) from None
         request = build_request(row, self.settings)
         async with self.sessionmaker() as session:
-            credential = await resolve_credential(session, self.settings, row.project_id, name)
+            try:
+                credential = await credential_for(session, self.settings, row.project_id, name)
+            except crypto.DecryptionError as exc:
+                raise _Fail(f"the stored {name} credential cannot be decrypted: {exc}") from None
+            except MissingCredential as exc:
+                raise _Fail(str(exc)) from None
         kind = (row.rendered_prompt or {}).get("kind", "TEXT")
         self.pending_logs.append((LogLevel.DEBUG.value,
                                   f"prepared the {kind} prompt rendered at submission: {len(request.messages)} "
@@ -312,8 +285,8 @@ class Run:
         async with self.sessionmaker() as session, session.begin():
             held = (await session.execute(
                 update(Execution)
-                .where(Execution.id == self.id, Execution.worker_id == self.worker_id,
-                       Execution.status == ExecutionStatus.RUNNING.value)
+                .where(Execution.id == self.id, Execution.status == ExecutionStatus.RUNNING.value,
+                       jobs.held_by(self.job.id, self.worker_id))
                 .values(**values).returning(Execution.cancel_requested_at)
                 .execution_options(synchronize_session=False))).first()
             if held is None:
@@ -326,10 +299,19 @@ class Run:
     # ------------------------------------------------------------------ the end
 
     async def _locked_row(self, session: AsyncSession) -> Execution | None:
+        """The execution, locked, while this worker still holds its job (which is locked too); else None."""
+        if await jobs.lock_held(session, self.job.id, self.worker_id) is None:
+            return None
         return (await session.execute(
-            select(Execution).where(Execution.id == self.id, Execution.worker_id == self.worker_id,
-                                    Execution.status == ExecutionStatus.RUNNING.value)
+            select(Execution).where(Execution.id == self.id, Execution.status == ExecutionStatus.RUNNING.value)
             .with_for_update().execution_options(populate_existing=True))).scalar_one_or_none()
+
+    async def _end(self, session: AsyncSession, row: Execution, status: ExecutionStatus, now: datetime) -> None:
+        """The execution's final state, and its job removed, in one transaction."""
+        finish(row, status, now)
+        row.updated_at = now
+        await session.flush()
+        await jobs.remove(session, self.job)
 
     async def _finish_failed(self, message: str) -> None:
         """FAILED before any provider call (nothing was streamed)."""
@@ -340,12 +322,8 @@ class Run:
                 return
             await self._write_pending(session, delta, logs)
             now = (await session.execute(select(func.now()))).scalar_one()
-            finish_row(row, ExecutionStatus.FAILED, now)
             row.error = message
-            row.worker_id = None
-            row.lease_expires_at = None
-            row.updated_at = now
-            await session.flush()
+            await self._end(session, row, ExecutionStatus.FAILED, now)
             await write_log(session, row, LogLevel.ERROR, message)
             await emit_event(session, row, ExecutionEventType.FAILED.value)
 
@@ -354,8 +332,6 @@ class Run:
         outcome = None
         validations: list[Validation] = []
         if status == ExecutionStatus.COMPLETED:
-            from app.services.validation_rules import ValidationSpec, apply_validations
-
             async with self.sessionmaker() as session:
                 validations = list((await session.execute(
                     select(Validation).where(Validation.prompt_id == self.execution.prompt_id,
@@ -380,15 +356,11 @@ class Run:
             await self._record_usage(session, row, plan, output, latency, status)
             if outcome is not None:
                 await self._record_validations(session, row, outcome)
-            finish_row(row, status, now)
             if status == ExecutionStatus.COMPLETED and row.output is None:
                 row.output = ""  # the model answered with nothing
             row.latency_ms = latency
             row.error = error
-            row.worker_id = None
-            row.lease_expires_at = None
-            row.updated_at = now
-            await session.flush()
+            await self._end(session, row, status, now)
             if status == ExecutionStatus.COMPLETED:
                 await write_log(session, row, LogLevel.INFO, f"completed in {latency} ms",
                                 {"latencyMs": latency, "timeToFirstTokenMs": row.time_to_first_token_ms})
@@ -402,13 +374,11 @@ class Run:
 
     async def _record_usage(self, session: AsyncSession, row: Execution, plan: Plan, output: str, latency: int,
                             status: ExecutionStatus) -> None:
-        """Tokens (reported or counted), cost at the prices in force, and the LlmUsage record.
+        """Tokens (reported or counted), cost at the prices in force, and the usage record, with logs.
 
         A call that failed or was cancelled before any text reached us is not recorded: the
         provider bills nothing for it.
         """
-        from app.services.models import compute_cost, price_at
-
         usage = self.usage
         if usage is None and not output:
             return
@@ -432,28 +402,24 @@ class Run:
                         f"usage: {input_tokens} input + {output_tokens} output tokens, {how}",
                         {"inputTokens": input_tokens, "outputTokens": output_tokens, "cachedInputTokens": cached,
                          "reported": reported})
-        config = await price_at(session, plan.provider_name, plan.model, self.call_started_at or datetime.now(timezone.utc))
-        if config is None:
+        recorded = await record_usage(session, Usage(
+            project_id=row.project_id, provider=plan.provider_name, model=plan.model, input_tokens=input_tokens,
+            output_tokens=output_tokens, cached_input_tokens=cached, reported=reported, latency_ms=latency,
+            at=self.call_started_at or datetime.now(timezone.utc), end_user_id=row.subject_key,
+            prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id))
+        config, cost = recorded.config, recorded.cost
+        if config is None or cost is None:
             row.cost_usd = None
-            costs = (Decimal(0), Decimal(0), Decimal(0))
             await write_log(session, row, LogLevel.WARN,
                             f"no price for {plan.provider_name}/{plan.model}: cost left empty (a superuser can add "
                             "one with upsertModelConfig)", {"provider": plan.provider_name, "model": plan.model})
-        else:
-            cost = compute_cost(config, input_tokens, output_tokens, cached)
-            row.cost_usd = cost.total_usd
-            costs = (cost.input_usd, cost.output_usd, cost.total_usd)
-            await write_log(session, row, LogLevel.INFO,
-                            f"cost ${cost.total_usd} at {config.provider}/{config.model_id} prices effective from "
-                            f"{config.effective_from.date().isoformat()}",
-                            {"inputCostUsd": str(cost.input_usd), "outputCostUsd": str(cost.output_usd),
-                             "totalCostUsd": str(cost.total_usd), "modelConfigId": str(config.id)})
-        session.add(LlmUsage(
-            project_id=row.project_id, provider=plan.provider_name, model=plan.model,
-            input_tokens=input_tokens, output_tokens=output_tokens, input_cost_usd=costs[0],
-            output_cost_usd=costs[1], total_cost_usd=costs[2], tokens_reported=reported, latency_ms=latency,
-            end_user_id=row.subject_key, prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id,
-            model_config_id=config.id if config is not None else None))
+            return
+        row.cost_usd = cost.total_usd
+        await write_log(session, row, LogLevel.INFO,
+                        f"cost ${cost.total_usd} at {config.provider}/{config.model_id} prices effective from "
+                        f"{config.effective_from.date().isoformat()}",
+                        {"inputCostUsd": str(cost.input_usd), "outputCostUsd": str(cost.output_usd),
+                         "totalCostUsd": str(cost.total_usd), "modelConfigId": str(config.id)})
 
     async def _record_validations(self, session: AsyncSession, row: Execution, outcome) -> None:
         row.validation_status = outcome.status

@@ -1,1 +1,2 @@
-"""Execution events: written with the state change, announced by NOTIFY, fanned out per process."""
+"""Live events across processes: ``publish`` (NOTIFY in the changing transaction), ``topics`` (what a
+notice concerns) and the per-process ``bus`` (one LISTEN connection fanned out to subscribers)."""

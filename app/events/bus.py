@@ -1,17 +1,18 @@
-"""The per-process event bus: one LISTEN connection, fanned out to in-process subscribers.
+"""The per-process event bus: one LISTEN connection, fanned out to in-process subscribers by topic.
 
 Every server process (``serve`` or ``worker``) may host subscribers. The bus holds one asyncpg
-connection LISTENing on ``ps_exec``; each notification is routed to the subscribers of that
-execution and of that project. Notifications are only hints ("execution e reached event s"):
-subscribers read the events themselves from ``execution_events``, so none is lost to
+connection LISTENing on ``ps_events`` (``app.events.publish``); each notice names its topics and
+is offered to the subscribers of each of them. The bus knows nothing of what the topics are: a
+new live feed subscribes to a new topic. Notices are only hints ("execution e reached event s"):
+subscribers read what is new themselves (e.g. from ``execution_events``), so none is lost to
 coalescing, and a reconnect of the LISTEN connection simply tells everyone to catch up
 (a ``RESYNC`` notice).
 
 A subscriber's backlog is bounded (``PROMPTSTUDIO_SUBSCRIBER_BUFFER`` notices it has not taken
 yet). Offering never blocks: a subscriber that falls further behind is marked ``overflowed``
 and woken, and its subscription ends with an error telling it so — it never slows the bus,
-other subscribers or the workers. A subscriber may also name the event types it cares about
-(a project monitor wants status changes, not output deltas); other notices are dropped before
+other subscribers or the workers. A subscriber may also say which notices it cares about
+(``accept``: a project monitor wants status changes, not output deltas); others are dropped before
 they take any room. Subscribers may carry a liveness check of their client; every few seconds
 the bus sweeps away those whose client is gone, even if nobody closed their stream.
 """
@@ -20,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ import asyncpg
 
 from app.db.engine import plain_url
 
-from .emit import EXEC_CHANNEL
+from .publish import CHANNEL
 
 log = logging.getLogger("promptstudio.events")
 
@@ -42,29 +42,25 @@ SWEEP_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Notice:
-    """One notification: execution ``execution_id`` of ``project_id`` reached event ``seq`` (type, status)."""
+    """One notice of the topic ``topic``: its ``data`` as published (e.g. {"e": execution, "s": seq, ...})."""
 
-    execution_id: uuid.UUID | None
-    project_id: uuid.UUID | None
-    seq: int
-    type: str
-    status: str | None
-    #: True when the bus reconnected and events may have been missed: catch up from the table.
+    topic: str | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    #: True when the bus reconnected and notices may have been missed: catch up from the tables.
     resync: bool = False
 
 
-RESYNC = Notice(execution_id=None, project_id=None, seq=0, type="RESYNC", status=None, resync=True)
+RESYNC = Notice(topic=None, resync=True)
 
 
 @dataclass(eq=False)
 class Subscriber:
-    """The inbox of one subscription: notices not taken yet, at most ``maxsize`` of them."""
+    """The inbox of one subscription to a topic: notices not taken yet, at most ``maxsize`` of them."""
 
-    execution_id: uuid.UUID | None = None
-    project_id: uuid.UUID | None = None
+    topic: str
     maxsize: int = 1000
-    #: Event types to keep (None: all). RESYNC always gets through.
-    types: frozenset[str] | None = None
+    #: Which notices to keep, by their data (None: all). RESYNC always gets through.
+    accept: Callable[[Mapping[str, Any]], bool] | None = None
     overflowed: bool = False
     #: Says whether the subscriber's client is still there (e.g. its WebSocket is open). The bus
     #: sweeps away subscribers whose client is gone even if their stream was never closed.
@@ -73,7 +69,7 @@ class Subscriber:
     closed: bool = False
     #: A RESYNC is waiting to be taken (it takes no room and never overflows the inbox).
     resync: bool = False
-    _pending: deque = field(default_factory=deque, init=False, repr=False)
+    _pending: deque[Notice] = field(default_factory=deque, init=False, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     def offer(self, notice: Notice) -> None:
@@ -84,14 +80,12 @@ class Subscriber:
             self.resync = True
             self._wake.set()
             return
-        if self.types is not None and notice.type not in self.types:
+        if self.accept is not None and not self.accept(notice.data):
             return
         if len(self._pending) >= self.maxsize:
             self.overflowed = True
             self._pending.clear()
-            log.warning("subscriber of %s %s fell more than %d events behind; closing it",
-                        "execution" if self.execution_id else "project", self.execution_id or self.project_id,
-                        self.maxsize)
+            log.warning("subscriber of %s fell more than %d events behind; closing it", self.topic, self.maxsize)
             self._wake.set()  # wake it, so it notices at once
             return
         self._pending.append(notice)
@@ -139,8 +133,7 @@ class EventBus:
         self._health_check_seconds = health_check_seconds
         self._sweep_seconds = sweep_seconds
         self._sweeper: asyncio.Task | None = None
-        self._by_execution: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
-        self._by_project: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
+        self._by_topic: dict[str, set[Subscriber]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
@@ -186,7 +179,7 @@ class EventBus:
         lost = self._lost
         conn = await asyncpg.connect(self._url, server_settings={"application_name": "promptstudio-bus"})
         conn.add_termination_listener(lambda c: lost.set())
-        await conn.add_listener(EXEC_CHANNEL, self._on_notify)
+        await conn.add_listener(CHANNEL, self._on_notify)
         return conn
 
     async def _run(self) -> None:
@@ -245,7 +238,7 @@ class EventBus:
         this catches the ones that were abandoned without being closed (a send that failed half
         way, say) before the garbage collector gets to them.
         """
-        gone = [sub for subs in list(self._by_execution.values()) + list(self._by_project.values())
+        gone = [sub for subs in list(self._by_topic.values())
                 for sub in subs if sub.alive is not None and not sub.alive()]
         for sub in gone:
             self.unsubscribe(sub)
@@ -259,51 +252,45 @@ class EventBus:
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         try:
-            data = json.loads(payload)
-            notice = Notice(execution_id=uuid.UUID(data["e"]), project_id=uuid.UUID(data["p"]), seq=int(data["s"]),
-                            type=data["t"], status=data.get("st"))
+            message = json.loads(payload)
+            topics, data = message["k"], message["d"]
+            if not isinstance(topics, list) or not isinstance(data, dict):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             log.warning("event bus: ignoring malformed notification %r", payload[:200])
             return
-        self.dispatch(notice)
+        for topic in topics:
+            self.dispatch(Notice(topic=str(topic), data=data))
 
     def dispatch(self, notice: Notice) -> None:
-        """Offer a notice to the subscribers of its execution and of its project."""
-        for sub in tuple(self._by_execution.get(notice.execution_id, ())):
-            sub.offer(notice)
-        for sub in tuple(self._by_project.get(notice.project_id, ())):
+        """Offer a notice to the subscribers of its topic."""
+        for sub in tuple(self._by_topic.get(notice.topic or "", ())):
             sub.offer(notice)
 
     def _broadcast(self, notice: Notice) -> None:
-        for subs in list(self._by_execution.values()) + list(self._by_project.values()):
+        for subs in list(self._by_topic.values()):
             for sub in tuple(subs):
                 sub.offer(notice)
 
-    def subscribe(self, *, execution_id: uuid.UUID | None = None, project_id: uuid.UUID | None = None,
-                  types: Iterable[str] | None = None, alive: Callable[[], bool] | None = None) -> Subscriber:
-        """Register a subscriber of one execution or of one project (optionally only some event types).
+    def subscribe(self, topic: str, *, accept: Callable[[Mapping[str, Any]], bool] | None = None,
+                  alive: Callable[[], bool] | None = None) -> Subscriber:
+        """Register a subscriber of ``topic`` (``app.events.topics``), keeping the notices ``accept`` takes.
 
         Notices committed after this call reach it; call ``unsubscribe`` when done. ``alive`` tells
         whether its client is still there (checked every few seconds).
         """
-        if (execution_id is None) == (project_id is None):
-            raise ValueError("subscribe to exactly one of execution_id or project_id")
-        sub = Subscriber(execution_id=execution_id, project_id=project_id, maxsize=self._buffer,
-                         types=frozenset(str(t) for t in types) if types is not None else None, alive=alive)
-        if execution_id is not None:
-            self._by_execution[execution_id].add(sub)
-        else:
-            self._by_project[project_id].add(sub)  # type: ignore[index]
+        sub = Subscriber(topic=topic, maxsize=self._buffer, accept=accept, alive=alive)
+        self._by_topic[topic].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Forget a subscriber (idempotent)."""
-        for index, key in ((self._by_execution, sub.execution_id), (self._by_project, sub.project_id)):
-            if key is not None and key in index:
-                index[key].discard(sub)
-                if not index[key]:
-                    del index[key]
+        subs = self._by_topic.get(sub.topic)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_topic[sub.topic]
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._by_execution.values()) + sum(len(s) for s in self._by_project.values())
+        return sum(len(s) for s in self._by_topic.values())

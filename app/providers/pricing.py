@@ -1,15 +1,15 @@
-"""Model pricing: the table shipped in ``app/data/pricing.json`` and the cost of a call.
+"""Model pricing: the table shipped in ``app/data/pricing.json``, and finding a model in it.
 
 The file is read through ``importlib.resources`` so it works from a source checkout and after
-``pip install .`` alike. Prices are decimal strings in US dollars per million tokens; costs are
-``Decimal`` rounded to 6 places (the database stores money as ``numeric(12,6)``).
+``pip install .`` alike. Prices are decimal strings in US dollars per million tokens. The table is
+seeded into ``model_configs`` (``app.services.models``), which is where costs are computed.
 """
 from __future__ import annotations
 
 import copy
 import json
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
@@ -26,8 +26,6 @@ REQUIRED_FIELDS = {
     "cachedInputPricePerMillion": (str, type(None)),
 }
 PRICE_FIELDS = ("inputPricePerMillion", "outputPricePerMillion", "cachedInputPricePerMillion")
-MONEY_QUANTUM = Decimal("0.000001")
-_MILLION = Decimal(1_000_000)
 # A dated snapshot suffix: gpt-4o-2024-08-06, claude-sonnet-4-20250514, o3-2025-04-16.
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 
@@ -116,24 +114,3 @@ def find_model_pricing(model: str, provider: str | None = None) -> dict | None:
             preferred = [entry for entry in matches if entry["provider"] == provider]
             return copy.deepcopy((preferred or matches)[0])
     return None
-
-
-def cost_usd(entry: dict, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
-    """Cost in USD of a call priced by ``entry``, rounded to 6 decimal places.
-
-    ``cached_input_tokens`` (part of ``input_tokens``) are charged at the cached-input price when
-    the entry has one, else at the input price.
-    """
-    cached = max(0, min(cached_input_tokens, input_tokens))
-    input_price = Decimal(entry["inputPricePerMillion"])
-    cached_price = (
-        Decimal(entry["cachedInputPricePerMillion"])
-        if entry.get("cachedInputPricePerMillion") is not None
-        else input_price
-    )
-    total = (
-        Decimal(input_tokens - cached) * input_price
-        + Decimal(cached) * cached_price
-        + Decimal(output_tokens) * Decimal(entry["outputPricePerMillion"])
-    ) / _MILLION
-    return total.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP)

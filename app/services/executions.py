@@ -18,9 +18,11 @@ Decisions documented here (and in the GraphQL descriptions):
   at most the number of submissions racing each other.
 - **Idempotency**: a repeated ``idempotencyKey`` (per project) returns the first execution, even
   when the repeated request differs; concurrent repeats are resolved by the unique index.
-- **Cancelling** a PENDING execution ends it at once (CANCELLED, startedAt = completedAt = now);
-  a RUNNING one is marked and its worker told (NOTIFY ``ps_cancel``): the worker stops the
-  provider stream and ends it CANCELLED. The mutation waits briefly (up to
+- **Queueing**: an execution is run by a job of kind ``execution`` (``app.services.jobs``; its
+  worker side is ``app.engine.executions``), queued in the same transaction.
+- **Cancelling** a PENDING execution ends it at once (CANCELLED, startedAt = completedAt = now; its
+  job removed); a RUNNING one is marked and its worker told (NOTIFY ``ps_cancel``): the worker
+  stops the provider stream and ends it CANCELLED. The mutation waits briefly (up to
   ``CANCEL_WAIT_SECONDS``) for that, so it usually returns the CANCELLED execution. Finished
   executions: CONFLICT.
 - **Feedback** may be given by anyone who may read the project's executions (READ_EXECUTIONS:
@@ -49,14 +51,22 @@ from app.db.models.enums import (
     Priority,
     PromptStatus,
 )
+from app.providers.registry import provider_names
 from app.settings import Settings
+from app.templating import render
 
+from . import jobs
 from .access import Action, require
 from .audit import AuditNote
+from .deployments import active_deployments, bucket_for, choose
 from .errors import ServiceError, conflict, invalid, limit_exceeded, many, not_found
+from .execution_events import emit_event, finish, write_log
 from .principal import Principal
+from .prompts import content_of
 from .tx import Tx, service
 
+#: The kind of the jobs that run executions.
+JOB_KIND = "execution"
 MAX_IDEMPOTENCY_KEY = 256
 MAX_SUBJECT_KEY = 256
 MAX_COMMENT = 10_000
@@ -115,8 +125,6 @@ async def _choose(session: AsyncSession, principal: Principal, note: AuditNote, 
 
 async def _version_by_environment(session: AsyncSession, project, prompt: Prompt, environment: str,
                                   subject_key: str | None):
-    from .deployments import active_deployments, bucket_for, choose
-
     if environment not in project.environments:
         raise invalid(f"Unknown environment {environment!r}; this project's environments are: "
                       f"{', '.join(project.environments)}.", ["input", "environment"])
@@ -141,10 +149,6 @@ async def _latest_version(session: AsyncSession, prompt: Prompt) -> PromptVersio
 
 async def _render(version: PromptVersion, variables: Any) -> dict:
     """The rendered prompt as stored on the execution; INVALID errors when the variables do not fit."""
-    from app.templating import render
-
-    from .prompts import content_of
-
     if not isinstance(variables, dict):
         raise invalid("variables must be a JSON object of variable names and values, e.g. {\"name\": \"Ada\"}.",
                       ["input", "variables"])
@@ -175,8 +179,6 @@ async def _render(version: PromptVersion, variables: Any) -> dict:
 
 
 def _merge_model_settings(version: PromptVersion, given: dict | None, settings: Settings) -> dict:
-    from app.providers.registry import provider_names
-
     base = dict(version.model_settings or {})
     over = {k: v for k, v in (given or {}).items() if v is not None}
     merged = {**base, **over}
@@ -208,13 +210,11 @@ def _merge_model_settings(version: PromptVersion, given: dict | None, settings: 
 
 
 async def queued_count(session: AsyncSession, project_id: uuid.UUID) -> int:
-    """PENDING + RUNNING executions of a project (two counts, each on a small partial index)."""
-    total = 0
-    for status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
-        total += (await session.execute(
-            select(func.count()).select_from(Execution)
-            .where(Execution.status == status.value, Execution.project_id == project_id))).scalar_one()
-    return total
+    """PENDING + RUNNING executions of a project (one count on the small partial index of live ones)."""
+    return int((await session.execute(
+        select(func.count()).select_from(Execution)
+        .where(Execution.project_id == project_id,
+               Execution.status.in_([ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value])))).scalar_one())
 
 
 async def _by_idempotency_key(session: AsyncSession, project_id: uuid.UUID, key: str) -> Execution | None:
@@ -239,9 +239,6 @@ def _check_keys(req: ExecuteRequest) -> None:
 async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
     """Queue an execution (PENDING) and wake the workers; see the module docstring for the rules."""
     session, note, principal, settings = tx.session, tx.note, tx.principal, tx.settings
-    from app.engine.logs import write_log
-    from app.engine.queue import notify_queue
-    from app.events.emit import emit_event
     note.about(Execution)
     project, prompt, version = await _choose(session, principal, note, req)
     _check_keys(req)
@@ -304,7 +301,8 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
                     + f", {row.provider}/{row.model}, priority {req.priority}",
                     {"versionNumber": version.number, "environment": row.environment,
                      "deploymentId": str(deployment.id) if deployment is not None else None})
-    await notify_queue(session)
+    await jobs.enqueue(session, JOB_KIND, row.id, project_id=project.id, priority=row.priority,
+                       max_attempts=row.max_attempts)
     note.resource_id = row.id
     note.details = {"promptId": str(prompt.id), "versionId": str(version.id), "environment": row.environment,
                     "provider": row.provider, "model": row.model, "priority": req.priority}
@@ -334,9 +332,6 @@ async def cancel_execution(tx: Tx, *, execution_id: uuid.UUID | None,
                            wait_seconds: float = CANCEL_WAIT_SECONDS) -> Execution:
     """Cancel a PENDING or RUNNING execution (WRITE_EXECUTIONS); see the module docstring."""
     session, note, principal = tx.session, tx.note, tx.principal
-    from app.engine.logs import write_log
-    from app.engine.queue import finish_row, notify_cancel
-    from app.events.emit import emit_event
     note.about(Execution, execution_id)
     row = await _visible_execution(session, principal, note, execution_id, Action.WRITE_EXECUTIONS,
                                    ["input", "id"], lock=True)
@@ -348,15 +343,19 @@ async def cancel_execution(tx: Tx, *, execution_id: uuid.UUID | None,
     row.updated_at = now
     if row.cancel_requested_at is None:
         row.cancel_requested_at = now
+    job = await jobs.find(session, JOB_KIND, row.id, lock=True)
     if row.status == ExecutionStatus.PENDING.value:
-        finish_row(row, ExecutionStatus.CANCELLED, now)
+        finish(row, ExecutionStatus.CANCELLED, now)
         await session.flush()
+        if job is not None:
+            await jobs.remove(session, job)
         await write_log(session, row, LogLevel.INFO, "cancelled before it started")
         await emit_event(session, row, ExecutionEventType.CANCELLED.value)
     else:
         await session.flush()
         await write_log(session, row, LogLevel.INFO, "cancel requested; telling the worker to stop")
-        await notify_cancel(session, row.id)
+        if job is not None:
+            await jobs.request_cancel(session, job, now)
     tx.after_commit(lambda row: _wait_stopped(tx.sessionmaker, row, wait_seconds))
     return row
 

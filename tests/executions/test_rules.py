@@ -7,7 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from app.engine.queue import claim_next
+from app.engine.pool import handlers
+from app.services import jobs
 from tests.deployments.util import add_version, deploy, split
 
 from .util import (ERR, EXEC_FIELDS, add_member, create_api_key, db_execute, db_fetch, execute, execute_ok,
@@ -178,11 +179,14 @@ async def test_claims_follow_priority_then_age(gql, app):
     ids = {}
     for priority, name in order:
         ids[await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": name}, priority=priority)] = name
-    sessionmaker = app.state.runtime.sessionmaker
+    runtime = app.state.runtime
+    hooks = handlers(runtime.settings, runtime.sessionmaker)
     claimed = []
-    while (row := await claim_next(sessionmaker, "test-worker", 30)) is not None:
+    while (job := await jobs.claim(runtime.sessionmaker, "test-worker", hooks, 30)) is not None:
+        row = await hooks["execution"].load(job)
         claimed.append(row.variables["name"])
         assert row.status == "RUNNING" and row.attempts == 1 and row.started_at is not None
+        assert job.kind == "execution" and job.subject_id == row.id and job.worker_id == "test-worker"
     assert claimed == ["c1", "c2", "h1", "n1", "n2", "l1"]
 
 
@@ -190,12 +194,13 @@ async def test_claims_are_exclusive_under_concurrency(gql, app):
     t = await tenant(gql, "hal")
     for n in range(10):
         await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": str(n)})
-    sessionmaker = app.state.runtime.sessionmaker
+    runtime = app.state.runtime
+    hooks = handlers(runtime.settings, runtime.sessionmaker)
 
     async def drain(worker):
         got = []
-        while (row := await claim_next(sessionmaker, worker, 30)) is not None:
-            got.append(row.id)
+        while (job := await jobs.claim(runtime.sessionmaker, worker, hooks, 30)) is not None:
+            got.append(job.subject_id)
         return got
 
     results = await asyncio.gather(*[drain(f"w{i}") for i in range(4)])

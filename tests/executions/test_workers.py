@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.standalone import run
+from app.lifecycle import run_worker
 from app.settings import Settings, SettingsError
 
 from .util import ERR, db_execute, db_fetch, execute_ok, get_execution, raw_uuid, signup, tenant, wait_for
@@ -45,14 +45,15 @@ async def test_a_killed_worker_process_leaves_a_lease_that_expires(gql, make_app
     t = await tenant(gql, "ann", template=text + "{{name}}")
     retried = await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "!"}, modelSettings=SLOW)
     doomed = await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "?"}, modelSettings=SLOW)
-    await db_execute(db_url, "UPDATE executions SET max_attempts = 1 WHERE id = $1", raw_uuid(doomed))
+    await db_execute(db_url, "UPDATE jobs SET max_attempts = 1 WHERE subject_id = $1", raw_uuid(doomed))
 
     proc = start_worker_process(db_url)
     try:
         for eid in (retried, doomed):
             await wait_for(gql, t.token, eid, ("RUNNING",), timeout=20, predicate=lambda e: bool(e["output"]))
-        rows = await db_fetch(db_url, "SELECT worker_id FROM executions")
-        assert all(f":{proc.pid}:" in r["worker_id"] for r in rows)  # the process holds both
+        rows = await db_fetch(db_url, "SELECT worker_id, status, kind FROM jobs")
+        assert len(rows) == 2 and all(f":{proc.pid}:" in r["worker_id"] for r in rows)  # the process holds both
+        assert {(r["status"], r["kind"]) for r in rows} == {("RUNNING", "execution")}
         os.kill(proc.pid, signal.SIGKILL)
         assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
     finally:
@@ -80,6 +81,7 @@ async def test_a_killed_worker_process_leaves_a_lease_that_expires(gql, make_app
     assert any("(lease expired); queued again for attempt 2 of 3" in m for m in logs)
     types = await event_types(db_url, doomed)
     assert types[-1] == "FAILED" and types[-2] == "LOG"
+    assert await db_fetch(db_url, "SELECT id FROM jobs") == []  # finished work leaves no job behind
 
 
 async def test_attempts_exhausted_and_cancel_of_a_dead_workers_execution(gql, make_app, db_url):
@@ -88,8 +90,12 @@ async def test_attempts_exhausted_and_cancel_of_a_dead_workers_execution(gql, ma
     cancelled = await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "b"})
     # As a worker that died on its third attempt would leave them:
     await db_execute(db_url, "UPDATE executions SET status = 'RUNNING', started_at = now() - interval '1 minute', "
-                             "attempts = 3, worker_id = 'dead:1:x', lease_expires_at = now() - interval '1 second'")
+                             "attempts = 3")
+    await db_execute(db_url, "UPDATE jobs SET status = 'RUNNING', attempts = 3, worker_id = 'dead:1:x', "
+                             "lease_expires_at = now() - interval '1 second'")
     await db_execute(db_url, "UPDATE executions SET cancel_requested_at = now(), attempts = 1 WHERE id = $1",
+                     raw_uuid(cancelled))
+    await db_execute(db_url, "UPDATE jobs SET cancel_requested_at = now(), attempts = 1 WHERE subject_id = $1",
                      raw_uuid(cancelled))
     async with make_app(workers=1, **FAST_LEASES):
         e = await wait_for(gql, t.token, stuck, timeout=5)
@@ -111,6 +117,7 @@ async def test_cancel_pending(gql, db_url):
     again = (await gql(CANCEL, {"id": eid}, token=t.token))["data"]["cancelExecution"]
     assert [(x["code"], x["field"]) for x in again["userErrors"]] == [("CONFLICT", ["input", "id"])]
     assert await event_types(db_url, eid) == ["QUEUED", "LOG", "LOG", "CANCELLED"]
+    assert await db_fetch(db_url, "SELECT id FROM jobs") == []  # its job went with it
     other, _ = await signup(gql, "oth")
     p = (await gql(CANCEL, {"id": eid}, token=other))["data"]["cancelExecution"]
     assert [(x["code"], x["field"]) for x in p["userErrors"]] == [("NOT_FOUND", ["input", "id"])]
@@ -189,4 +196,4 @@ async def test_worker_command_stops_gracefully_on_sigterm(gql, db_url):
 
 async def test_a_worker_process_needs_at_least_one_task(db_url):
     with pytest.raises(SettingsError, match="PROMPTSTUDIO_WORKERS is 0"):
-        await run(Settings(workers=0, database_url=db_url))
+        await run_worker(Settings(workers=0, database_url=db_url))

@@ -187,7 +187,7 @@ async def test_introspection_and_graphiql_can_be_switched_off(make_app):
             assert body == {"data": {"node": None}}
 
 
-async def test_metrics_in_prometheus_text_format(client, db_url):
+async def test_metrics_in_prometheus_text_format(client, db_url, gql):
     import asyncpg
 
     r = await client.get("/metrics")
@@ -210,3 +210,11 @@ async def test_metrics_in_prometheus_text_format(client, db_url):
         await conn.close()
     r = await client.get("/metrics")
     assert 'promptstudio_executions{status="PENDING"} 1' in r.text
+    # executePrompt queues a job (no worker runs in this app)
+    from tests.executions.util import execute_ok, tenant
+
+    t = await tenant(gql, "met")
+    await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": "a"})
+    r = await client.get("/metrics")
+    assert 'promptstudio_executions{status="PENDING"} 2' in r.text
+    assert "# TYPE promptstudio_jobs gauge" in r.text and 'promptstudio_jobs{kind="execution",status="PENDING"} 1' in r.text

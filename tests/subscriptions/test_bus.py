@@ -1,28 +1,30 @@
-"""The event bus: NOTIFY in the changing transaction, per-process fan-out, bounded inboxes, reconnects."""
+"""The event bus: NOTIFY in the changing transaction, per-process fan-out by topic, bounded inboxes,
+reconnects."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import asyncpg
+import pytest
 
 from app.db.models.enums import ExecutionEventType
+from app.events import topics
 from app.events.bus import RESYNC, EventBus, Notice, Subscriber
-from app.events.emit import emit_event
+from app.events.publish import publish
+from app.services.execution_events import emit_event
 
 from .util import execute, raw_uuid, tenants
 
 
-def _notice(seq: int, type: str = "LOG", execution_id: uuid.UUID | None = None) -> Notice:
-    return Notice(execution_id=execution_id or uuid.uuid4(), project_id=uuid.uuid4(), seq=seq, type=type,
-                  status="RUNNING")
+def _notice(seq: int, type: str = "LOG", topic: str = "t") -> Notice:
+    return Notice(topic=topic, data={"s": seq, "t": type})
 
 
 async def test_an_inbox_coalesces_bursts_and_overflows_past_its_size():
-    sub = Subscriber(execution_id=uuid.uuid4(), maxsize=3)
+    sub = Subscriber(topic="t", maxsize=3)
     for seq in (1, 2, 3):
         sub.offer(_notice(seq))
-    assert [n.seq for n in await sub.next_batch()] == [1, 2, 3]  # one wake-up for the whole burst
+    assert [n.data["s"] for n in await sub.next_batch()] == [1, 2, 3]  # one wake-up for the whole burst
     assert await sub.next_batch(timeout=0.05) == []  # nothing new: the timeout passes
     sub.offer(RESYNC)  # takes no room
     for seq in (4, 5, 6):
@@ -34,14 +36,14 @@ async def test_an_inbox_coalesces_bursts_and_overflows_past_its_size():
     assert await asyncio.wait_for(sub.next_batch(), 1) == [] and sub.overflowed
 
 
-async def test_an_inbox_keeps_only_the_types_asked_for():
-    sub = Subscriber(project_id=uuid.uuid4(), maxsize=2, types=frozenset({"STARTED", "COMPLETED"}))
+async def test_an_inbox_keeps_only_the_notices_it_accepts():
+    sub = Subscriber(topic="t", maxsize=2, accept=lambda data: data["t"] in {"STARTED", "COMPLETED"})
     for seq, type in enumerate(["QUEUED", "STARTED", "OUTPUT_DELTA", "LOG", "OUTPUT_DELTA", "COMPLETED"], 1):
         sub.offer(_notice(seq, type))
     assert not sub.overflowed  # deltas and logs took no room
     sub.offer(RESYNC)
     batch = await sub.next_batch()
-    assert [n.type for n in batch] == ["STARTED", "COMPLETED", "RESYNC"]
+    assert [n.data.get("t", "RESYNC") for n in batch] == ["STARTED", "COMPLETED", "RESYNC"]
 
 
 async def test_subscribers_whose_client_is_gone_are_swept_away(db_url, template_db):
@@ -49,8 +51,8 @@ async def test_subscribers_whose_client_is_gone_are_swept_away(db_url, template_
     await bus.start()
     try:
         client_open = True
-        kept = bus.subscribe(execution_id=uuid.uuid4())  # no liveness check: only unsubscribe removes it
-        watched = bus.subscribe(project_id=uuid.uuid4(), alive=lambda: client_open)
+        kept = bus.subscribe("kept")  # no liveness check: only unsubscribe removes it
+        watched = bus.subscribe("watched", alive=lambda: client_open)
         waiting = asyncio.create_task(watched.next_batch())
         await asyncio.sleep(0.2)
         assert bus.subscriber_count == 2 and not waiting.done()
@@ -63,16 +65,17 @@ async def test_subscribers_whose_client_is_gone_are_swept_away(db_url, template_
         await bus.stop()
 
 
-async def test_notices_follow_the_commit_and_are_routed_by_execution_and_project(gql, db_url, driver):
+async def test_notices_follow_the_commit_and_are_routed_by_topic(gql, db_url, driver):
     a, b = await tenants(gql, "ann", "bob")
     a_exec, b_exec = (await execute(gql, a.token, a.prompt_id, {"name": "A"}),
                       await execute(gql, b.token, b.prompt_id, {"name": "B"}))
     bus = EventBus(db_url, buffer=100)
     await bus.start()
     try:
-        by_exec = bus.subscribe(execution_id=raw_uuid(a_exec))
-        by_project = bus.subscribe(project_id=raw_uuid(a.project_id), types={"STARTED"})
-        other = bus.subscribe(project_id=raw_uuid(b.project_id))
+        by_exec = bus.subscribe(topics.execution(raw_uuid(a_exec)))
+        by_project = bus.subscribe(topics.project_executions(raw_uuid(a.project_id)),
+                                   accept=lambda data: data["t"] == "STARTED")
+        other = bus.subscribe(topics.project_executions(raw_uuid(b.project_id)))
         assert bus.subscriber_count == 3 and bus.connected
         async with driver.sessionmaker() as session:
             async with session.begin():
@@ -80,18 +83,18 @@ async def test_notices_follow_the_commit_and_are_routed_by_execution_and_project
                 await asyncio.sleep(0.2)
                 assert by_exec.backlog == 0  # not committed yet: nobody hears of it
             batch = await asyncio.wait_for(by_exec.next_batch(), 5)
-            assert [(n.seq, n.type, n.execution_id) for n in batch] == [(seq, "STARTED", raw_uuid(a_exec))]
-            assert batch[0].project_id == raw_uuid(a.project_id)
-            assert [n.seq for n in await asyncio.wait_for(by_project.next_batch(), 5)] == [seq]
+            assert [(n.data["s"], n.data["t"], n.data["e"]) for n in batch] == [(seq, "STARTED", str(raw_uuid(a_exec)))]
+            assert batch[0].data["p"] == str(raw_uuid(a.project_id))
+            assert [n.data["s"] for n in await asyncio.wait_for(by_project.next_batch(), 5)] == [seq]
             async with session.begin():  # rolled back: never announced, and its number is not used
                 await emit_event(session, raw_uuid(a_exec), ExecutionEventType.LOG.value)
                 await session.rollback()
         await driver.delta(a_exec, "x")
-        assert [n.seq for n in await asyncio.wait_for(by_exec.next_batch(), 5)] == [seq + 1]  # gapless
+        assert [n.data["s"] for n in await asyncio.wait_for(by_exec.next_batch(), 5)] == [seq + 1]  # gapless
         await asyncio.sleep(0.1)
         assert by_project.backlog == 0 and other.backlog == 0  # a delta; and another project
         await driver.start(b_exec)
-        assert {n.execution_id for n in await asyncio.wait_for(other.next_batch(), 5)} == {raw_uuid(b_exec)}
+        assert {n.data["e"] for n in await asyncio.wait_for(other.next_batch(), 5)} == {str(raw_uuid(b_exec))}
         assert by_exec.backlog == 0 and by_project.backlog == 0
         for sub in (by_exec, by_project, other):
             bus.unsubscribe(sub)
@@ -107,7 +110,7 @@ async def test_the_bus_reconnects_and_tells_subscribers_to_catch_up(gql, db_url,
     bus = EventBus(db_url, buffer=100, reconnect_delay=0.1)
     await bus.start()
     try:
-        sub = bus.subscribe(execution_id=raw_uuid(eid))
+        sub = bus.subscribe(topics.execution(raw_uuid(eid)))
         conn = await asyncpg.connect(db_url)
         try:
             killed = await conn.fetchval(
@@ -120,6 +123,32 @@ async def test_the_bus_reconnects_and_tells_subscribers_to_catch_up(gql, db_url,
         assert batch == [RESYNC] and bus.reconnects == 1
         assert bus.connected
         await driver.delta(eid, "after the reconnect")  # LISTEN is back in place
-        assert [n.type for n in await asyncio.wait_for(sub.next_batch(), 5)] == ["OUTPUT_DELTA"]
+        assert [n.data["t"] for n in await asyncio.wait_for(sub.next_batch(), 5)] == ["OUTPUT_DELTA"]
     finally:
         await bus.stop()
+
+
+async def test_any_topic_is_routed_without_changing_the_bus(db_url, driver):
+    """A new kind of feed is a new topic: publish to it, subscribe to it. One notice may go to several
+    topics; each subscriber gets it once; subscribers of other topics never see it."""
+    bus = EventBus(db_url, buffer=10)
+    await bus.start()
+    try:
+        traces = bus.subscribe("project:p1:traces")
+        experiment = bus.subscribe("experiment:e1")
+        unrelated = bus.subscribe("project:p2:traces")
+        async with driver.sessionmaker() as session, session.begin():
+            await publish(session, ["project:p1:traces", "experiment:e1"], {"trace": "abc", "n": 1})
+        assert [n.data for n in await asyncio.wait_for(traces.next_batch(), 5)] == [{"trace": "abc", "n": 1}]
+        assert [n.topic for n in await asyncio.wait_for(experiment.next_batch(), 5)] == ["experiment:e1"]
+        await asyncio.sleep(0.1)
+        assert unrelated.backlog == 0
+    finally:
+        await bus.stop()
+
+
+def test_a_notice_too_big_for_notify_is_refused_before_it_is_sent():
+    from app.events.publish import encode
+
+    with pytest.raises(ValueError, match="too big"):
+        encode(["t"], {"blob": "x" * 8000})

@@ -6,6 +6,7 @@ import asyncio
 import httpx
 import pytest
 
+from app.events import topics
 from tests.ws_client import LEGACY_WS, TRANSPORT_WS, ConnectionRejected, GraphQLWebSocket
 
 from .util import (EXECUTION_UPDATED, PROJECT_EXECUTIONS, echo_settings, execute, payloads_to_events, raw_uuid,
@@ -70,7 +71,7 @@ async def test_the_bus_can_tell_when_a_subscribers_client_is_gone(gql, live, pro
         async with GraphQLWebSocket(server.url, protocol=protocol, token=t.token) as ws:
             await ws.start(EXECUTION_UPDATED, {"id": eid})
             await _count_becomes(server, 1)
-            sub, = server.bus._by_execution[raw_uuid(eid)]
+            sub, = server.bus._by_topic[topics.execution(raw_uuid(eid))]
             assert sub.alive is not None and sub.alive()
             assert server.bus.sweep() == 0
         await _count_becomes(server, 0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
+from app.events import topics
 from tests.ws_client import GraphQLWebSocket
 
 from .util import EXECUTION_UPDATED, echo_settings, execute, payloads_to_events, raw_uuid, sequences, tenants
@@ -32,7 +33,7 @@ async def test_a_client_that_does_not_read_is_closed_and_others_get_everything(g
             assert (got[0]["execution"]["output"] or "") + deltas == got[-1]["execution"]["output"] == TEXT
             assert len([e for e in got if e["type"] == "OUTPUT_DELTA"]) > 2 * BUFFER
             assert took < 15, f"the worker or the fast subscriber was held up ({took:.1f} s)"
-            stuck = list(server.bus._by_execution.get(raw_uuid(eid), ()))
+            stuck = list(server.bus._by_topic.get(topics.execution(raw_uuid(eid)), ()))
             assert len(stuck) == 1 and stuck[0].overflowed  # the fast one let go; the slow one was marked
 
             # now the slow client reads: what was in flight, gapless, then the reason it was closed

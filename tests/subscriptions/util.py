@@ -10,8 +10,7 @@ from sqlalchemy import func, update
 
 from app.db.models import Execution
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
-from app.engine.logs import write_log
-from app.events.emit import emit_event
+from app.services.execution_events import emit_event, write_log
 from tests.helpers import create_project, signup
 
 ERR = "userErrors { code message field }"

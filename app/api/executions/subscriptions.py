@@ -2,9 +2,9 @@
 ``projectExecutions`` (status changes of a project's executions).
 
 How an event reaches a subscriber: the transaction that changes an execution also numbers the
-event (``executions.last_event_seq``), stores it in ``execution_events`` and NOTIFYs ``ps_exec``
-(app/events/emit.py). Every server process LISTENs once (app/events/bus.py) and wakes the
-subscribers of that execution / project. A woken subscriber reads what is new from the table —
+event (``executions.last_event_seq``), stores it in ``execution_events`` and publishes a notice on
+the topics of the execution and of its project's executions (``app.services.execution_events``).
+Every server process LISTENs once (``app.events.bus``) and wakes the subscribers of those topics. A woken subscriber reads what is new from the table —
 one query for every wake-up, however many notices arrived meanwhile — so the notices are only
 hints: none carries data, and losing one (a reconnect of the LISTEN connection, which sends a
 RESYNC) costs a catch-up read, never an event.
@@ -35,11 +35,12 @@ from starlette.websockets import WebSocket, WebSocketState
 from app.db import models
 from app.db.models.enums import ExecutionEventType as EventType
 from app.db.models.enums import ExecutionStatus
+from app.events import topics
 from app.services import access, auth
 from app.services.access import Action
 from app.services.errors import ServiceError
 
-from ..core.context import Context, Info
+from ..core.context import Info
 from ..core.errors import ClientError, Unauthenticated
 from ..core.relay import decode_id
 from .loaders import filter_conditions
@@ -196,7 +197,7 @@ async def open_execution_stream(info: Info, gid: strawberry.ID) -> EventStream:
         raise _not_found("execution")
     bus = _bus(info)
     # Register first, read second: whatever commits after the read below is notified to `sub`.
-    sub = bus.subscribe(execution_id=execution_id, alive=_client_alive(info))
+    sub = bus.subscribe(topics.execution(execution_id), alive=_client_alive(info))
     try:
         ctx.refresh_loaders()
         row = await read_snapshot(ctx, execution_id)
@@ -222,7 +223,7 @@ async def _execution_events(ctx, bus, sub, row: models.Execution) -> AsyncGenera
                 return  # its client is gone
             if sub.overflowed:
                 raise _fell_behind(sub)
-            if batch and not any(n.resync or n.seq > last for n in batch):
+            if batch and not any(n.resync or int(n.data["s"]) > last for n in batch):
                 continue  # only notices of events already sent (e.g. covered by the snapshot)
         else:
             sub.drain()  # catching up from the table anyway: what the notices announce is read below
@@ -280,7 +281,8 @@ async def open_project_stream(info: Info, gid: strawberry.ID, filter: ExecutionF
     statuses, rest = args[0], (None, *args[1:])
     types = _status_types(statuses)
     bus = _bus(info)
-    sub = bus.subscribe(project_id=project_id, types=types, alive=_client_alive(info))
+    sub = bus.subscribe(topics.project_executions(project_id), accept=lambda data: data.get("t") in types,
+                        alive=_client_alive(info))
     try:
         async with ctx.db() as session:
             try:
@@ -307,7 +309,7 @@ async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset
             return  # its client is gone
         if sub.overflowed:
             raise _fell_behind(sub)
-        notices = [n for n in batch if not n.resync and n.project_id == project_id and n.type in types]
+        notices = [n for n in batch if not n.resync]
         resync = any(n.resync for n in batch)
         if not notices and not resync:
             continue
@@ -321,7 +323,7 @@ async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset
             if len(rows) > sub.maxsize:
                 raise _fell_behind(sub)
         else:
-            order = {(n.execution_id, n.seq): i for i, n in enumerate(notices)}
+            order = {(uuid.UUID(n.data["e"]), int(n.data["s"])): i for i, n in enumerate(notices)}
             rows = await read_project_events(ctx, project_id, types, conditions, keys=list(order))
             rows.sort(key=lambda r: order[(r[0].execution_id, r[0].seq)])  # commit order
         for event, execution in rows:

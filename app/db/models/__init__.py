@@ -3,12 +3,13 @@ from .audit import AuditEvent
 from .base import Base
 from .executions import Execution, ExecutionEvent, ExecutionLog, Feedback
 from .identity import ApiKey, User, UserSession
+from .jobs import Job
 from .projects import Project, ProjectMember, ProviderCredential
 from .prompts import Deployment, Prompt, PromptVersion, Validation
 from .usage import LlmUsage, ModelConfig
 
 __all__ = [
     "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback",
-    "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "User",
+    "Job", "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "User",
     "UserSession", "Validation",
 ]

@@ -103,6 +103,11 @@ class AuditResult(StrEnum):
     DENIED = "DENIED"
 
 
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+
+
 class ExecutionEventType(StrEnum):
     SNAPSHOT = "SNAPSHOT"
     QUEUED = "QUEUED"

@@ -1,4 +1,4 @@
-"""Executions (the queue), their logs and events, and feedback."""
+"""Executions, their logs and events, and feedback. (Queued work itself is a row of ``jobs``.)"""
 from __future__ import annotations
 
 import uuid
@@ -27,7 +27,7 @@ class Execution(Base):
     environment: Mapped[str | None] = mapped_column(String(64))
     subject_key: Mapped[str | None] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default=ExecutionStatus.PENDING.value)
-    #: 0 LOW, 1 NORMAL, 2 HIGH, 3 CRITICAL — workers take the highest first, then the oldest.
+    #: 0 LOW, 1 NORMAL, 2 HIGH, 3 CRITICAL — given to its job: workers take the highest first, then the oldest.
     priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="1")
     variables: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     context: Mapped[Any | None] = mapped_column(JSONB)
@@ -47,6 +47,7 @@ class Execution(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     time_to_first_token_ms: Mapped[int | None] = mapped_column(Integer)
+    #: Worker runs so far, as its job counted them (the job goes when the execution ends; this stays).
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3")
     idempotency_key: Mapped[str | None] = mapped_column(String(256))
@@ -56,9 +57,7 @@ class Execution(Base):
     updated_at: Mapped[datetime] = updated_at()
     started_at: Mapped[datetime | None] = mapped_column()
     completed_at: Mapped[datetime | None] = mapped_column()
-    #: Queue bookkeeping: who holds the execution and until when.
-    worker_id: Mapped[str | None] = mapped_column(String(128))
-    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    #: When a cancel was asked for (the worker running it stops; its job carries the request too).
     cancel_requested_at: Mapped[datetime | None] = mapped_column()
     #: Sequence number of the last event emitted for this execution (events are gapless from 1).
     last_event_seq: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
@@ -81,11 +80,9 @@ class Execution(Base):
         CheckConstraint("completed_at IS NULL OR started_at IS NULL OR completed_at >= started_at",
                         name="completed_after_started"),
         UniqueConstraint("project_id", "idempotency_key"),
-        # The queue: PENDING rows by priority then age (partial, so it stays small).
-        Index("ix_executions_queue", text("priority DESC"), "created_at",
-              postgresql_where=text("status = 'PENDING'")),
-        # Expired leases of RUNNING rows.
-        Index("ix_executions_leases", "lease_expires_at", postgresql_where=text("status = 'RUNNING'")),
+        # What the per-project cap counts: PENDING and RUNNING executions (partial, so it stays small).
+        Index("ix_executions_project_id_live", "project_id", "status",
+              postgresql_where=text("status IN ('PENDING', 'RUNNING')")),
         Index("ix_executions_project_id_created_at_id", "project_id", "created_at", "id"),
         Index("ix_executions_prompt_id_created_at_id", "prompt_id", "created_at", "id"),
         Index("ix_executions_version_id_created_at", "version_id", "created_at"),

@@ -1,0 +1,111 @@
+"""The handler of "execution" jobs: what the queue's state changes mean for an execution, and running one.
+
+The hooks run in the transaction of the queue's change, so the execution and its job never
+disagree after a commit: claimed -> RUNNING (STARTED), requeued -> PENDING again with its output
+cleared (QUEUED), gave up -> FAILED, cancelled -> CANCELLED. ``start`` makes the ``Run`` that calls
+the provider (``runner``).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import Execution, Job
+from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
+from app.services.execution_events import emit_event, finish, write_log
+from app.services.executions import JOB_KIND
+from app.settings import Settings
+
+from .runner import Run
+
+log = logging.getLogger("promptstudio.engine")
+
+
+async def _locked(session: AsyncSession, job: Job) -> Execution | None:
+    return (await session.execute(
+        select(Execution).where(Execution.id == job.subject_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+
+
+async def _now(session: AsyncSession) -> datetime:
+    return (await session.execute(select(func.now()))).scalar_one()  # type: ignore[no-any-return]
+
+
+class ExecutionHandler:
+    kind = JOB_KIND
+
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]):
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+
+    def start(self, job: Job, execution: Execution, worker_id: str) -> Run:
+        return Run(settings=self.settings, sessionmaker=self.sessionmaker, worker_id=worker_id, execution=execution,
+                   job=job, hooks=self)
+
+    async def load(self, job: Job) -> Execution | None:
+        """The execution a claimed job is about (as ``claimed`` left it)."""
+        async with self.sessionmaker() as session:
+            return await session.get(Execution, job.subject_id)
+
+    # ------------------------------------------------------------------ queue hooks
+
+    async def claimed(self, session: AsyncSession, job: Job) -> bool:
+        row = await _locked(session, job)
+        if row is None or row.status != ExecutionStatus.PENDING.value:
+            return False  # deleted, or finished meanwhile: nothing to run
+        now = await _now(session)
+        row.status = ExecutionStatus.RUNNING.value
+        row.started_at = now
+        row.attempts = job.attempts
+        row.max_attempts = job.max_attempts
+        row.updated_at = now
+        await session.flush()
+        await emit_event(session, row, ExecutionEventType.STARTED.value)
+        await write_log(session, row, LogLevel.DEBUG,
+                        f"claimed by worker {job.worker_id} (attempt {job.attempts} of {job.max_attempts})",
+                        {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
+        return True
+
+    async def requeued(self, session: AsyncSession, job: Job, reason: str) -> None:
+        row = await _locked(session, job)
+        if row is None:
+            return
+        # PENDING again: the next attempt starts from scratch (output and measurements cleared).
+        row.status = ExecutionStatus.PENDING.value
+        row.attempts = job.attempts
+        row.started_at = row.completed_at = None
+        row.output = None
+        row.time_to_first_token_ms = row.latency_ms = None
+        row.input_tokens = row.output_tokens = None
+        row.cost_usd = None
+        row.updated_at = await _now(session)
+        await session.flush()
+        await write_log(session, row, LogLevel.WARN, reason, {"attempt": job.attempts, "maxAttempts": job.max_attempts})
+        await emit_event(session, row, ExecutionEventType.QUEUED.value)
+        log.info("execution %s: %s", row.id, reason)
+
+    async def gave_up(self, session: AsyncSession, job: Job, message: str) -> None:
+        row = await _locked(session, job)
+        if row is None:
+            return
+        finish(row, ExecutionStatus.FAILED, await _now(session))
+        row.error = message
+        row.updated_at = row.completed_at
+        await session.flush()
+        await write_log(session, row, LogLevel.ERROR, message,
+                        {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
+        await emit_event(session, row, ExecutionEventType.FAILED.value)
+        log.warning("execution %s failed: %s", row.id, message)
+
+    async def cancelled(self, session: AsyncSession, job: Job, reason: str) -> None:
+        row = await _locked(session, job)
+        if row is None:
+            return
+        finish(row, ExecutionStatus.CANCELLED, await _now(session))
+        row.updated_at = row.completed_at
+        await session.flush()
+        await write_log(session, row, LogLevel.INFO, reason)
+        await emit_event(session, row, ExecutionEventType.CANCELLED.value)

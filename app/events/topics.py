@@ -1,0 +1,15 @@
+"""Topic names: what a notice concerns and a subscription listens to. A new kind of live feed is a
+new topic here (and a ``publish`` where its data changes); the bus needs no change."""
+from __future__ import annotations
+
+import uuid
+
+
+def execution(execution_id: uuid.UUID) -> str:
+    """Every event of one execution (executionUpdated)."""
+    return f"execution:{execution_id}"
+
+
+def project_executions(project_id: uuid.UUID) -> str:
+    """Every event of a project's executions (projectExecutions filters the status changes)."""
+    return f"project:{project_id}:executions"
