@@ -66,7 +66,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         raise SettingsError("PROMPTSTUDIO_WORKERS is 0: a worker process needs at least 1 execution task")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: dict[int, Any] = {}
+    installed: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             previous = signal.getsignal(sig)

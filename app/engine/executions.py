@@ -91,9 +91,10 @@ class ExecutionHandler:
         row = await _locked(session, job)
         if row is None:
             return
-        finish(row, ExecutionStatus.FAILED, await _now(session))
+        now = await _now(session)
+        finish(row, ExecutionStatus.FAILED, now)
         row.error = message
-        row.updated_at = row.completed_at
+        row.updated_at = now
         await session.flush()
         await write_log(session, row, LogLevel.ERROR, message,
                         {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
@@ -104,8 +105,9 @@ class ExecutionHandler:
         row = await _locked(session, job)
         if row is None:
             return
-        finish(row, ExecutionStatus.CANCELLED, await _now(session))
-        row.updated_at = row.completed_at
+        now = await _now(session)
+        finish(row, ExecutionStatus.CANCELLED, now)
+        row.updated_at = now
         await session.flush()
         await write_log(session, row, LogLevel.INFO, reason)
         await emit_event(session, row, ExecutionEventType.CANCELLED.value)

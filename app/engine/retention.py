@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,7 +25,7 @@ BATCH_SIZE = 500
 async def sweep_executions(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None,
                            batch_size: int = BATCH_SIZE) -> int:
     """Delete every finished execution past its project's retention; returns how many were deleted."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     async with sessionmaker() as session:
         projects = (await session.execute(
             select(Project.id, Project.execution_retention_days)
@@ -33,7 +33,7 @@ async def sweep_executions(sessionmaker: async_sessionmaker[AsyncSession], *, no
     total = 0
     terminal = [s.value for s in TERMINAL_STATUSES]
     for project_id, days in projects:
-        cutoff = now - timedelta(days=days)
+        cutoff = now - timedelta(days=days or 0)
         while True:
             async with sessionmaker() as session, session.begin():
                 # created_at <= completed_at, so the created_at bound only narrows the index scan
@@ -43,7 +43,7 @@ async def sweep_executions(sessionmaker: async_sessionmaker[AsyncSession], *, no
                 ).limit(batch_size).with_for_update(skip_locked=True).scalar_subquery()
                 result = await session.execute(delete(Execution).where(Execution.id.in_(ids))
                                                .execution_options(synchronize_session=False))
-                deleted = result.rowcount or 0
+                deleted = result.rowcount or 0  # type: ignore[attr-defined]  # a CursorResult for DELETE
             total += deleted
             if deleted < batch_size:
                 break

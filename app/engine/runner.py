@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -28,8 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Execution, Job, Validation
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
-from app.providers import (Credential, ProviderError, ProviderRequest, TextDelta, UsageReport, count_message_tokens,
-                           count_tokens, get_provider, stream_with_retries)
+from app.providers import (
+    Credential,
+    ProviderError,
+    ProviderRequest,
+    TextDelta,
+    UsageReport,
+    count_message_tokens,
+    count_tokens,
+    get_provider,
+    stream_with_retries,
+)
 from app.services import crypto, jobs
 from app.services.credentials import MissingCredential, credential_for
 from app.services.execution_events import emit_event, finish, write_log
@@ -146,7 +155,7 @@ class Run:
                                   {"provider": plan.provider_name, "model": plan.model,
                                    "baseUrl": plan.credential.base_url}))
         self.call_started = time.monotonic()
-        self.call_started_at = datetime.now(timezone.utc)
+        self.call_started_at = datetime.now(UTC)
         producer = asyncio.create_task(self._produce(plan), name=f"stream {row.id}")
         stream_ended = False
         try:
@@ -243,14 +252,15 @@ class Run:
             done = producer.done()
             if done:
                 return  # what is still pending goes out with the final state
-            due = self.pending_logs or (self.pending and (
-                self.pending_chars >= FLUSH_CHARS or time.monotonic() - self.pending_since >= FLUSH_SECONDS))
+            since = self.pending_since
+            due = self.pending_logs or (self.pending and since is not None and (
+                self.pending_chars >= FLUSH_CHARS or time.monotonic() - since >= FLUSH_SECONDS))
             if due:
                 await self._flush()
                 continue
             timeout = None
-            if self.pending:
-                timeout = max(0.0, self.pending_since + FLUSH_SECONDS - time.monotonic())
+            if self.pending and since is not None:
+                timeout = max(0.0, since + FLUSH_SECONDS - time.monotonic())
             waiter = asyncio.ensure_future(self.wake.wait())
             try:
                 await asyncio.wait({producer, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -405,7 +415,7 @@ class Run:
         recorded = await record_usage(session, Usage(
             project_id=row.project_id, provider=plan.provider_name, model=plan.model, input_tokens=input_tokens,
             output_tokens=output_tokens, cached_input_tokens=cached, reported=reported, latency_ms=latency,
-            at=self.call_started_at or datetime.now(timezone.utc), end_user_id=row.subject_key,
+            at=self.call_started_at or datetime.now(UTC), end_user_id=row.subject_key,
             prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id))
         config, cost = recorded.config, recorded.cost
         if config is None or cost is None:

@@ -95,7 +95,7 @@ class Subscriber:
     def backlog(self) -> int:
         return len(self._pending)
 
-    async def next_batch(self, timeout: float | None = None) -> list[Notice]:
+    async def next_batch(self, timeout: float | None = None) -> list[Notice]:  # noqa: ASYNC109 (an idle timeout, not a deadline)
         """Wait for notices, then take all that are waiting (bursts coalesce into one batch).
 
         Returns ``[]`` when ``timeout`` passes first, or when the subscriber overflowed or was
@@ -168,10 +168,7 @@ class EventBus:
         for task in (self._task, self._sweeper):
             if task:
                 task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+                await asyncio.gather(task, return_exceptions=True)  # it ends cancelled, or with its error
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -216,7 +213,7 @@ class EventBus:
                 pass
             try:
                 await conn.fetchval("SELECT 1", timeout=min(10.0, self._health_check_seconds))
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("event bus: health check failed (%s)", exc)
                 self._lost.set()
                 return

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
-REQUIRED_FIELDS = {
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "provider": str,
     "modelId": str,
     "displayName": str,
@@ -71,10 +71,10 @@ def _validate(document: object) -> None:
                 raise PricingError(f"{where}: {field}={entry[field]!r} is not a decimal number") from None
             if not price.is_finite() or price < 0:
                 raise PricingError(f"{where}: {field}={entry[field]!r} must be 0 or more")
-        key = (entry["provider"], entry["modelId"])
-        if key in seen:
-            raise PricingError(f"{where}: {key} appears twice")
-        seen.add(key)
+        name = (entry["provider"], entry["modelId"])
+        if name in seen:
+            raise PricingError(f"{where}: {name} appears twice")
+        seen.add(name)
 
 
 def pricing_document() -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -56,20 +56,25 @@ async def emit_event(session: AsyncSession, execution: Execution | uuid.UUID, ty
     return int(seq)
 
 
-_lock = threading.Lock()
-_last: datetime | None = None
-_TICK = timedelta(microseconds=1)
+class _LogClock:
+    """Now (UTC), strictly later than any value it returned before in this process."""
+
+    _TICK = timedelta(microseconds=1)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: datetime | None = None
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            now = datetime.now(UTC)
+            if self._last is not None and now <= self._last:
+                now = self._last + self._TICK
+            self._last = now
+            return now
 
 
-def log_clock() -> datetime:
-    """Now (UTC), strictly later than any value this function returned before in this process."""
-    global _last
-    with _lock:
-        now = datetime.now(timezone.utc)
-        if _last is not None and now <= _last:
-            now = _last + _TICK
-        _last = now
-        return now
+log_clock = _LogClock()
 
 
 async def write_log(session: AsyncSession, execution: Execution | uuid.UUID, level: LogLevel | str, message: str,

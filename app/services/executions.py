@@ -188,21 +188,21 @@ def _merge_model_settings(version: PromptVersion, given: dict | None, settings: 
     field = ["input", "modelSettings"]
     temperature, top_p, max_tokens = merged.get("temperature"), merged.get("topP"), merged.get("maxTokens")
     if temperature is not None and not 0 <= temperature <= 2:
-        errors.append(invalid(f"temperature must be from 0 to 2; got {temperature}.", field + ["temperature"]))
+        errors.append(invalid(f"temperature must be from 0 to 2; got {temperature}.", [*field, "temperature"]))
     if top_p is not None and not 0 < top_p <= 1:
-        errors.append(invalid(f"topP must be above 0 and at most 1; got {top_p}.", field + ["topP"]))
+        errors.append(invalid(f"topP must be above 0 and at most 1; got {top_p}.", [*field, "topP"]))
     if max_tokens is not None and max_tokens < 1:
-        errors.append(invalid(f"maxTokens must be 1 or more; got {max_tokens}.", field + ["maxTokens"]))
+        errors.append(invalid(f"maxTokens must be 1 or more; got {max_tokens}.", [*field, "maxTokens"]))
     if merged.get("extra") is not None and not isinstance(merged["extra"], dict):
-        errors.append(invalid("extra must be a JSON object of provider-specific parameters.", field + ["extra"]))
+        errors.append(invalid("extra must be a JSON object of provider-specific parameters.", [*field, "extra"]))
     provider = merged.get("provider") or settings.default_provider
     if provider not in provider_names():
         errors.append(invalid(f"Unknown provider {provider!r}; the providers are: {', '.join(provider_names())}.",
-                              field + ["provider"]))
+                              [*field, "provider"]))
     model = merged.get("model") or (settings.default_model if provider == settings.default_provider else None)
     if not model:
         errors.append(invalid(f"Name the model to call with provider {provider} (modelSettings.model); the "
-                              "version names none.", field + ["model"]))
+                              "version names none.", [*field, "model"]))
     if errors:
         raise many(errors)
     merged["provider"], merged["model"] = provider, model

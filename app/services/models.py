@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select, tuple_
@@ -36,7 +36,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- seeding
@@ -45,7 +45,7 @@ def utcnow() -> datetime:
 def seed_rows() -> list[dict]:
     """The shipped pricing table as ``model_configs`` rows, effective from the table's date."""
     document = pricing_document()
-    taken = datetime.combine(date.fromisoformat(document["takenAt"]), time.min, tzinfo=timezone.utc)
+    taken = datetime.combine(date.fromisoformat(document["takenAt"]), time.min, tzinfo=UTC)
     rows = []
     for m in document["models"]:
         cached = m.get("cachedInputPricePerMillion")
@@ -184,8 +184,8 @@ def _check_input(data: ModelConfigInput) -> list[ServiceError]:
                                   ["input", name]))
         elif value != value.quantize(MONEY_QUANTUM):
             errors.append(invalid(f"{name} has more than 6 decimal places", ["input", name]))
-    for name, value in (("contextLength", data.context_length), ("maxOutputTokens", data.max_output_tokens)):
-        if value is not None and value < 1:
+    for name, count in (("contextLength", data.context_length), ("maxOutputTokens", data.max_output_tokens)):
+        if count is not None and count < 1:
             errors.append(invalid(f"{name} must be 1 or more", ["input", name]))
     if data.effective_from is not None and data.effective_from.tzinfo is None:
         errors.append(invalid("effectiveFrom needs a time zone (e.g. 2026-01-01T00:00:00Z)",

@@ -4,7 +4,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
@@ -52,7 +51,7 @@ def filter_conditions(args: tuple[Any, ...]) -> list[ColumnElement[bool]]:
     """args = (statuses or None, prompt id, version id, environment, created after, created before)."""
     statuses, prompt_id, version_id, environment, after, before = args
     e = models.Execution
-    out = []
+    out: list[ColumnElement[bool]] = []
     if statuses is not None:
         out.append(e.status.in_(statuses))
     if prompt_id is not None:

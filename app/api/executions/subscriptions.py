@@ -4,10 +4,10 @@
 How an event reaches a subscriber: the transaction that changes an execution also numbers the
 event (``executions.last_event_seq``), stores it in ``execution_events`` and publishes a notice on
 the topics of the execution and of its project's executions (``app.services.execution_events``).
-Every server process LISTENs once (``app.events.bus``) and wakes the subscribers of those topics. A woken subscriber reads what is new from the table —
-one query for every wake-up, however many notices arrived meanwhile — so the notices are only
-hints: none carries data, and losing one (a reconnect of the LISTEN connection, which sends a
-RESYNC) costs a catch-up read, never an event.
+Every server process LISTENs once (``app.events.bus``) and wakes the subscribers of those topics.
+A woken subscriber reads what is new from the table — one query for every wake-up, however many
+notices arrived meanwhile — so the notices are only hints: none carries data, and losing one (a
+reconnect of the LISTEN connection, which sends a RESYNC) costs a catch-up read, never an event.
 
 No race between the snapshot and the stream: ``executionUpdated`` registers with the bus
 *before* it reads the execution row. The row's ``last_event_seq`` is bumped in the same
@@ -111,7 +111,7 @@ class EventStream:
     def __init__(self, bus, sub, events: AsyncGenerator[ExecutionEvent, None]):
         self._bus, self._sub, self._events = bus, sub, events
 
-    def __aiter__(self) -> "EventStream":
+    def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> ExecutionEvent:
@@ -229,14 +229,14 @@ async def _execution_events(ctx, bus, sub, row: models.Execution) -> AsyncGenera
             sub.drain()  # catching up from the table anyway: what the notices announce is read below
         ctx.refresh_loaders()  # the WebSocket context lives as long as the connection
         await recheck()
-        row, events = await read_new_events(ctx, execution_id, last, READ_LIMIT)
-        if row is None:
+        now, events = await read_new_events(ctx, execution_id, last, READ_LIMIT)
+        if now is None:
             raise ClientError("This execution was deleted.", "NOT_FOUND")
-        known = row.last_event_seq
+        known = now.last_event_seq
         for event, log in events:
             if sub.overflowed:
                 raise _fell_behind(sub)
-            yield ExecutionEvent.from_row(event, row, log)
+            yield ExecutionEvent.from_row(event, now, log)
             last = event.seq
             if event.type in TERMINAL_TYPES:
                 return

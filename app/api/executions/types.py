@@ -6,7 +6,7 @@ The subscriptions build ``ExecutionEvent`` objects with ``ExecutionEvent.from_ro
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -213,8 +213,8 @@ class ExecutionEvent:
     sequence: int = strawberry.field(description="Increases by one per event of the execution; a gap means "
                                                  "events were missed.")
     at: datetime
+    execution_id: strawberry.Private[uuid.UUID]
     delta: str | None = strawberry.field(default=None, description="The new piece of output, for OUTPUT_DELTA.")
-    execution_id: strawberry.Private[uuid.UUID] = None
     log_id: strawberry.Private[uuid.UUID | None] = None
     execution_row: strawberry.Private[models.Execution | None] = None
     log_row: strawberry.Private[models.ExecutionLog | None] = None
@@ -230,7 +230,7 @@ class ExecutionEvent:
     def snapshot(cls, execution: models.Execution, at: datetime | None = None) -> ExecutionEvent:
         """The SNAPSHOT of an execution row: its sequence is the last event's (later events follow it)."""
         return cls(type=ExecutionEventType.SNAPSHOT, sequence=execution.last_event_seq,
-                   at=at or datetime.now(timezone.utc), execution_id=execution.id, execution_row=execution)
+                   at=at or datetime.now(UTC), execution_id=execution.id, execution_row=execution)
 
     @strawberry.field(description="The execution as it is now (as it was, for a SNAPSHOT).")
     async def execution(self, info: Info) -> Execution:
