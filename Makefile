@@ -10,11 +10,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test schema contract audit bench clean distclean
+.PHONY: help install serve test lint schema contract audit bench clean distclean
 
 help:
 	@echo "make serve      set up .venv and run the server (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test       set up .venv, run the tests and the API contract check"
+	@echo "make lint       ruff, mypy and the import layers (lint-imports) on app/"
 	@echo "make schema     write schema.graphql from the code"
 	@echo "make contract   check the committed schema.graphql against $(SHARED)/contract"
 	@echo "make audit      GraphQL-over-HTTP audit (graphql-http) of a real server; needs Node.js"
@@ -56,6 +57,12 @@ test: $(STAMP)
 	  echo "$(SHARED)/tools/contract_check.py not found: API contract check skipped"; \
 	fi
 
+# The checks CI runs besides the tests: style and bugs (ruff), types (mypy), the layers (import-linter).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
 schema: $(STAMP)
 	$(PY) -m app export-schema --output schema.graphql
 
@@ -71,7 +78,7 @@ bench: $(STAMP)
 	$(PY) bench/resolve_prompt.py $(ARGS)
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
