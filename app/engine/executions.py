@@ -88,26 +88,26 @@ class ExecutionHandler:
         log.info("execution %s: %s", row.id, reason)
 
     async def gave_up(self, session: AsyncSession, job: Job, message: str) -> None:
-        row = await _locked(session, job)
-        if row is None:
-            return
-        now = await _now(session)
-        finish(row, ExecutionStatus.FAILED, now)
-        row.error = message
-        row.updated_at = now
-        await session.flush()
-        await write_log(session, row, LogLevel.ERROR, message,
-                        {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
-        await emit_event(session, row, ExecutionEventType.FAILED.value)
-        log.warning("execution %s failed: %s", row.id, message)
+        row = await self._end(session, job, ExecutionStatus.FAILED, LogLevel.ERROR, message)
+        if row is not None:
+            log.warning("execution %s failed: %s", row.id, message)
 
     async def cancelled(self, session: AsyncSession, job: Job, reason: str) -> None:
+        await self._end(session, job, ExecutionStatus.CANCELLED, LogLevel.INFO, reason)
+
+    async def _end(self, session: AsyncSession, job: Job, status: ExecutionStatus, level: LogLevel,
+                   message: str) -> Execution | None:
+        """The execution's final state (FAILED with ``message`` as its error, or CANCELLED), its log and event."""
         row = await _locked(session, job)
         if row is None:
-            return
+            return None
         now = await _now(session)
-        finish(row, ExecutionStatus.CANCELLED, now)
+        finish(row, status, now)
+        if status == ExecutionStatus.FAILED:
+            row.error = message
         row.updated_at = now
         await session.flush()
-        await write_log(session, row, LogLevel.INFO, reason)
-        await emit_event(session, row, ExecutionEventType.CANCELLED.value)
+        await write_log(session, row, level, message,
+                        {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
+        await emit_event(session, row, status.value)  # the event is named as the final status
+        return row
