@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import overload
 
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use."""
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     if value is None or value.strip() == "":
@@ -146,7 +151,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         s = cls(
             database_url=_env("DATABASE_URL"),
             data_dir=Path(_env("PROMPTSTUDIO_DATA_DIR", ".promptstudio")),
@@ -198,7 +203,7 @@ class Settings:
             s = s.replace(**overrides)
         return s
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         known = {f.name for f in fields(self)}
         unknown = set(changes) - known
         if unknown:

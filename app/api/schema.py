@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache, max_aliases, query_depth_limiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from cross_web import HTTPException
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
-from cross_web import HTTPException
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from app.services.auth import InvalidToken, authenticate
 from app.services.principal import Principal
@@ -44,13 +46,14 @@ def _client_ip(request: Request | WebSocket) -> str | None:
     return client.host if client else None
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema, settings: Settings):
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None,
                          allow_queries_via_get=True, keep_alive=True, keep_alive_interval=15)
         self.settings = settings
 
-    async def _principal(self, runtime, authorization: Any, ip: str | None, ua: str | None) -> tuple[Principal, str | None]:
+    async def _principal(self, runtime, authorization: Any, ip: str | None,
+                         ua: str | None) -> tuple[Principal, str | None]:
         token = _bearer(authorization)
         if authorization and token is None:
             return Principal.anonymous(ip, ua), "The Authorization header must be `Bearer <token>`."
@@ -71,7 +74,7 @@ class GraphQLView(GraphQL):
         return Context(settings=self.settings, sessionmaker=runtime.sessionmaker, principal=principal,
                        request=request, response=response, auth_error=auth_error, services=runtime)
 
-    async def on_ws_connect(self, context: Context):
+    async def on_ws_connect(self, context: Context) -> None:
         params = context.connection_params or {}
         authorization = None
         if isinstance(params, dict):
@@ -99,7 +102,7 @@ class GraphQLView(GraphQL):
         return await super().execute_single(request, request_adapter, sub_response, context, root_value,
                                             request_data)
 
-    async def process_result(self, request: Request, result) -> dict:
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
         if _is_request_error(result):
             # The request never executed (it did not parse or validate): no "data" entry at all,
@@ -117,7 +120,7 @@ class GraphQLView(GraphQL):
                 response.status_code = 400
         return response
 
-    async def get_sub_response(self, request: Request) -> Response:
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub = await super().get_sub_response(request)
         sub._ps_request = request  # type: ignore[attr-defined]
         return sub
@@ -131,10 +134,12 @@ def _is_subscription(query: str, operation_name: str | None) -> bool:
     return operation is not None and operation.operation == OperationType.SUBSCRIPTION
 
 
-def _is_request_error(result) -> bool:
+def _is_request_error(result: ExecutionResult) -> bool:
     """Parse and validation errors: no data, and no error that belongs to a field (no path)."""
     errors = getattr(result, "errors", None)
-    return bool(errors) and getattr(result, "data", None) is None and all(not e.path for e in errors)
+    if not errors:
+        return False
+    return getattr(result, "data", None) is None and all(not e.path for e in errors)
 
 
 def _wants_graphql_response_json(request: Request) -> bool:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import atexit
 import errno
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -353,7 +354,7 @@ class EmbeddedPostgres:
         """Run SQL with the bundled psql as the superuser; returns the unaligned, tuples-only output."""
         return self._psql(sql, database=database or self.database)
 
-    def __enter__(self) -> "EmbeddedPostgres":
+    def __enter__(self) -> EmbeddedPostgres:
         self.start()
         return self
 
@@ -429,7 +430,8 @@ class EmbeddedPostgres:
         with tempfile.TemporaryFile("w+") as out:
             try:
                 proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                      text=True, env=env, cwd=str(self.data_dir), timeout=timeout, **kwargs)
+                                      text=True, env=env, cwd=str(self.data_dir), timeout=timeout, check=False,
+                                      **kwargs)
             except subprocess.TimeoutExpired:
                 out.seek(0)
                 raise EmbeddedPostgresError(
@@ -725,7 +727,9 @@ class EmbeddedPostgres:
         return result.stdout
 
     def _ensure_database(self) -> None:
-        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'", database="postgres")
+        # S608: the name matched _DB_NAME (letters, digits, '_', '-') in __init__
+        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",  # noqa: S608
+                            database="postgres")
         if exists.strip() == "1":
             return
         try:
@@ -740,18 +744,13 @@ class EmbeddedPostgres:
 # ---------------------------------------------------------------------- helpers
 
 
-_VERSION: str | None = None
-
-
+@functools.cache
 def _server_version() -> str:
     """'18.6' (the bundled postgres binary's version)."""
-    global _VERSION
-    if _VERSION is None:
-        out = subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--version"], capture_output=True,
-                             text=True, check=True).stdout
-        match = re.search(r"(\d+(?:\.\d+)?)", out)
-        _VERSION = match.group(1) if match else out.strip()
-    return _VERSION
+    out = subprocess.run([str(POSTGRES_BIN_PATH / "postgres"), "--version"], capture_output=True,
+                         text=True, check=True).stdout
+    match = re.search(r"(\d+(?:\.\d+)?)", out)
+    return match.group(1) if match else out.strip()
 
 
 def _whoami() -> str:
@@ -774,7 +773,7 @@ def _ensure_system_user(name: str):
     args = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
             "--shell", "/usr/sbin/nologin", "--comment", "Prompt Studio embedded PostgreSQL", name]
     try:
-        result = subprocess.run(args, capture_output=True, text=True)
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise EmbeddedPostgresError(
             f"PostgreSQL does not run as root and useradd is missing to create the system user {name!r}: "
@@ -801,7 +800,7 @@ def _ensure_traversable(path: Path) -> None:
 
 def _ensure_tree_readable(root: Path) -> None:
     """o+rx on directories and executables, o+r on files (pip under a strict umask leaves them 0600)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for name in [dirpath, *(os.path.join(dirpath, f) for f in filenames)]:
             st = os.lstat(name)
             if stat.S_ISLNK(st.st_mode):

@@ -25,7 +25,7 @@ def plain_url(url: str) -> str:
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, settings: "Settings | None" = None) -> AsyncEngine:
+def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     pool_size = settings.db_pool_size if settings else 5
     overflow = settings.db_max_overflow if settings else 5
     echo = settings.db_echo if settings else False
@@ -47,6 +47,6 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def create_engine_and_sessionmaker(url: str, settings: "Settings | None" = None):
+def create_engine_and_sessionmaker(url: str, settings: Settings | None = None):
     engine = create_engine(url, settings)
     return engine, create_sessionmaker(engine)

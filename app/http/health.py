@@ -20,7 +20,7 @@ async def readyz(request: Request) -> JSONResponse:
         async with asyncio.timeout(2):
             async with runtime.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:  # any failure means not ready
         return JSONResponse({"status": "unavailable", "database": "unreachable", "error": type(exc).__name__},
                             status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -14,9 +14,9 @@ import asyncio
 import codecs
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -63,9 +63,8 @@ class _SSEDecoder:
             self._data.append(value)
         elif field == "event":
             self._event = value
-        elif field == "id":
-            if "\0" not in value:
-                self._last_id = value
+        elif field == "id" and "\0" not in value:
+            self._last_id = value
         # "retry" and unknown fields are ignored
         return None
 
@@ -145,8 +144,8 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     return max((when - now).total_seconds(), 0.0)
 
 
@@ -323,7 +322,7 @@ class HTTPProvider:
     def parse(self, response: httpx.Response, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
         raise NotImplementedError
 
-    async def stream(self, request: ProviderRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ProviderRequest, credential: Credential) -> AsyncGenerator[StreamEvent, None]:
         url, headers, payload = self.prepare(request, credential)
         try:
             body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -61,7 +61,7 @@ class AnthropicProvider(HTTPProvider):
     label = "Anthropic API"
     requires_api_key = True
     supports_streaming = True
-    default_base_url = DEFAULT_BASE_URL
+    default_base_url: str | None = DEFAULT_BASE_URL
 
     def prepare(self, request: ProviderRequest, credential: Credential) -> tuple[str, dict, dict]:
         if not credential.api_key:

@@ -17,7 +17,7 @@ import asyncio
 import math
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -145,7 +145,7 @@ class Provider(Protocol):
     supports_streaming: bool
     default_base_url: str | None
 
-    def stream(self, request: ProviderRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ProviderRequest, credential: Credential) -> AsyncGenerator[StreamEvent, None]:
         ...
 
     async def aclose(self) -> None:
@@ -271,7 +271,7 @@ async def stream_with_retries(
     retries: int,
     backoff_max: float,
     on_retry: OnRetry | None = None,
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Stream from ``provider``, retrying retryable failures that happen before any output.
 
     ``retries`` is the number of extra calls after the first (0: no retry). A

@@ -29,7 +29,7 @@ always the whole rendered prompt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from .base import (
     Credential,
@@ -77,7 +77,7 @@ class EchoProvider:
     supports_streaming = True
     default_base_url: str | None = None
 
-    async def stream(self, request: ProviderRequest, credential: Credential) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ProviderRequest, credential: Credential) -> AsyncGenerator[StreamEvent, None]:
         size, delay = _stream_shape(request.extra)
         output = render_echo(request.messages, request.system)
         for index in range(0, len(output), size):

@@ -44,7 +44,7 @@ class OpenAIProvider(HTTPProvider):
     label = "OpenAI-compatible API"
     requires_api_key = True
     supports_streaming = True
-    default_base_url = DEFAULT_BASE_URL
+    default_base_url: str | None = DEFAULT_BASE_URL
 
     def prepare(self, request: ProviderRequest, credential: Credential) -> tuple[str, dict, dict]:
         base = self.base_url(credential)

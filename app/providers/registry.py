@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .anthropic import AnthropicProvider
 from .anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE_URL
+from .anthropic import AnthropicProvider
 from .base import Provider, ProviderError
 from .echo import EchoProvider
 from .openai import DEFAULT_BASE_URL as OPENAI_BASE_URL

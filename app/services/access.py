@@ -46,8 +46,11 @@ if TYPE_CHECKING:
     from .audit import AuditNote
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rule:
+    """What an action needs. Compared by identity: Action's values are Rules, and an Enum makes a
+    member whose value equals an earlier one's an alias of it (ADMIN_PROJECT was DELETE_PROMPTS)."""
+
     min_role: ProjectRole
     #: Scopes any one of which lets an API key do it; None: API keys may never do it.
     scopes: frozenset[str] | None
@@ -66,7 +69,7 @@ class Action(enum.Enum):
     READ_EXECUTIONS = Rule(ProjectRole.VIEWER, _scopes(ApiScope.EXECUTIONS_READ, ApiScope.EXECUTIONS_WRITE))
     WRITE_EXECUTIONS = Rule(ProjectRole.EDITOR, _scopes(ApiScope.EXECUTIONS_WRITE))
     #: Members, settings, provider credentials, audit log.
-    ADMIN_PROJECT = Rule(ProjectRole.ADMIN, _scopes())
+    ADMIN_PROJECT = Rule(ProjectRole.ADMIN, _scopes())  # noqa: PIE796 - Rules compare by identity
     #: Creating and revoking API keys: people only (a key must not mint keys).
     MANAGE_API_KEYS = Rule(ProjectRole.ADMIN, None)
     #: Seeing the member list: any member; keys need PROJECT_ADMIN.

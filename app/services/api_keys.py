@@ -7,7 +7,7 @@ are stored. ``app.services.auth.authenticate`` refuses revoked and expired keys 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -45,7 +45,7 @@ async def create_api_key(tx: Tx, *,
     expiry = expires_at
     if expiry is not None:
         if expiry.tzinfo is None:
-            expiry = expiry.replace(tzinfo=timezone.utc)
+            expiry = expiry.replace(tzinfo=UTC)
         if expiry <= now():
             errors.append(invalid("expiresAt is in the past; give a future time or leave it out for a key "
                                   "that does not expire.", ["input", "expiresAt"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,7 +39,7 @@ def new_api_key() -> tuple[str, str]:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class InvalidToken(Exception):
@@ -93,7 +93,7 @@ async def still_valid(sessionmaker: async_sessionmaker[AsyncSession], principal:
                 .join(User, User.id == UserSession.user_id).where(UserSession.id == principal.session_id))).first()
             return row is not None and row.revoked_at is None and row.expires_at > t and row.is_active
         if principal.kind == "api_key":
-            row = (await session.execute(
+            key = (await session.execute(
                 select(ApiKey.revoked_at, ApiKey.expires_at).where(ApiKey.id == principal.api_key_id))).first()
-            return row is not None and row.revoked_at is None and (row.expires_at is None or row.expires_at > t)
+            return key is not None and key.revoked_at is None and (key.expires_at is None or key.expires_at > t)
     return True

@@ -84,13 +84,13 @@ async def set_provider_credential(tx: Tx, *, project_id: uuid.UUID | None, provi
         errors.append(exc)
     if errors:
         raise many(errors)
-    values = dict(project_id=project.id, provider=name, base_url=url,
-                  encrypted_key=crypto.encrypt(settings, key), key_hint=key[-HINT_LENGTH:],
-                  created_by_id=principal.user_id)
+    values = {"project_id": project.id, "provider": name, "base_url": url,
+              "encrypted_key": crypto.encrypt(settings, key), "key_hint": key[-HINT_LENGTH:],
+              "created_by_id": principal.user_id}
     stmt = insert(ProviderCredential).values(**values).on_conflict_do_update(
         index_elements=[ProviderCredential.project_id, ProviderCredential.provider],
-        set_=dict(base_url=url, encrypted_key=values["encrypted_key"], key_hint=values["key_hint"],
-                  created_by_id=principal.user_id, updated_at=func.now()),
+        set_={"base_url": url, "encrypted_key": values["encrypted_key"], "key_hint": values["key_hint"],
+              "created_by_id": principal.user_id, "updated_at": func.now()},
     ).returning(ProviderCredential.id)
     cred_id = (await session.execute(stmt)).scalar_one()
     cred = (await session.execute(select(ProviderCredential).where(ProviderCredential.id == cred_id)

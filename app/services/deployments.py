@@ -40,8 +40,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func, null, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -65,7 +66,7 @@ def bucket_for(prompt_id: uuid.UUID | str, environment: str, subject_key: str | 
     """The traffic bucket 0..99 of a subject: stable for a subject key, random without one."""
     if subject_key is None:
         return secrets.randbelow(100)
-    digest = hashlib.sha256(f"{prompt_id}:{environment}:{subject_key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{prompt_id}:{environment}:{subject_key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 100
 
 
@@ -135,7 +136,7 @@ class Resolution:
     active: list[tuple[Deployment, PromptVersion]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolve_statement(by_user: bool, env_given: bool, fallback: bool):
     """The one resolve statement, built once per shape (then only its parameters change).
 
@@ -146,6 +147,7 @@ def _resolve_statement(by_user: bool, env_given: bool, fallback: bool):
     ``env_given``), user_id (when ``by_user``).
     """
     version = aliased(PromptVersion, name="v")
+    role_col: ColumnElement[Any]
     if by_user:
         role_col = (select(ProjectMember.role)
                     .where(ProjectMember.project_id == Project.id,
@@ -232,11 +234,9 @@ class SplitItem:
     percentage: int
 
 
-async def _require_prompt(session: AsyncSession, principal: Principal, note: AuditNote, prompt: Prompt | None,
+async def _require_prompt(session: AsyncSession, principal: Principal, note: AuditNote, prompt: Prompt,
                           field: list[str], what: str) -> Project:
     """Check WRITE_PROMPTS on the prompt's project; fill the audit note's project when visible."""
-    if prompt is None:
-        raise not_found(f"No {what} with this ID.", field)
     # Files the project on the note when visible: denials belong in the project's audit log.
     project = await require(session, principal, prompt.project_id, Action.WRITE_PROMPTS, field=field,
                             what=what, note=note)
@@ -305,7 +305,8 @@ async def _replace(session: AsyncSession, principal: Principal, note: AuditNote,
     return rows
 
 
-async def _versions_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[PromptVersion, Prompt]]:
+async def _versions_by_id(session: AsyncSession,
+                          ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[PromptVersion, Prompt]]:
     if not ids:
         return {}
     rows = (await session.execute(
@@ -322,6 +323,8 @@ async def deploy_version(tx: Tx, *,
     field = ["input", "versionId"]
     found = (await _versions_by_id(session, [version_id])) if version_id else {}
     version, prompt = found.get(version_id, (None, None)) if version_id else (None, None)
+    if version is None or prompt is None:
+        raise not_found("No version with this ID.", field)
     project = await _require_prompt(session, principal, note, prompt, field, "version")
     prompt = await _lock_prompt(session, prompt.id)
     project = await _share_lock_project(session, project)
@@ -344,6 +347,8 @@ async def set_traffic_split(tx: Tx, *,
     session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "promptId"]
     prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+    if prompt is None:
+        raise not_found("No prompt with this ID.", field)
     project = await _require_prompt(session, principal, note, prompt, field, "prompt")
     prompt = await _lock_prompt(session, prompt.id)
     project = await _share_lock_project(session, project)
@@ -367,19 +372,19 @@ async def set_traffic_split(tx: Tx, *,
         at = ["input", "splits", str(i)]
         if not 1 <= item.percentage <= 100:
             errors.append(invalid(f"percentage must be between 1 and 100; got {item.percentage}.",
-                                  at + ["percentage"]))
+                                  [*at, "percentage"]))
         version, owner = found.get(item.version_id, (None, None)) if item.version_id else (None, None)
-        if version is None or owner.project_id != project.id:
-            errors.append(not_found("No version with this ID.", at + ["versionId"]))
+        if version is None or owner is None or owner.project_id != project.id:
+            errors.append(not_found("No version with this ID.", [*at, "versionId"]))
             continue
         if owner.id != prompt.id:
             errors.append(invalid(f"This is version {version.number} of prompt {owner.name!r}, not of "
                                   f"{prompt.name!r}; a traffic split serves versions of one prompt.",
-                                  at + ["versionId"]))
+                                  [*at, "versionId"]))
             continue
         if version.id in seen:
             errors.append(invalid(f"Version {version.number} appears more than once (entries {seen[version.id]} "
-                                  f"and {i}); list each version once.", at + ["versionId"]))
+                                  f"and {i}); list each version once.", [*at, "versionId"]))
             continue
         seen[version.id] = i
         wanted.append((version, item.percentage))
@@ -403,6 +408,8 @@ async def undeploy(tx: Tx, *,
     session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "promptId"]
     prompt = await session.get(Prompt, prompt_id) if prompt_id else None
+    if prompt is None:
+        raise not_found("No prompt with this ID.", field)
     project = await _require_prompt(session, principal, note, prompt, field, "prompt")
     prompt = await _lock_prompt(session, prompt.id)
     project = await _share_lock_project(session, project)

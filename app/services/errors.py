@@ -13,7 +13,7 @@ class ServiceError(Exception):
     """
 
     def __init__(self, code: str, message: str, field: Sequence[str] | None = None,
-                 errors: Sequence["ServiceError"] | None = None):
+                 errors: Sequence[ServiceError] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message

@@ -73,7 +73,7 @@ async def verify_password(password_hash: str, password: str) -> bool:
 
 async def _verify_dummy(password: str) -> None:
     """Spend the time a real verification takes, so unknown logins are not told apart by timing."""
-    global _dummy_hash
+    global _dummy_hash  # noqa: PLW0603 - a module-wide cache, recomputed at most once
     if _hasher.check_needs_rehash(_dummy_hash):
         _dummy_hash = await hash_password("not the password of anyone")
     await verify_password(_dummy_hash, password)

@@ -26,5 +26,5 @@ class Principal:
         return self.kind != "anonymous"
 
     @classmethod
-    def anonymous(cls, ip_address: str | None = None, user_agent: str | None = None) -> "Principal":
+    def anonymous(cls, ip_address: str | None = None, user_agent: str | None = None) -> Principal:
         return cls(kind="anonymous", ip_address=ip_address, user_agent=user_agent)

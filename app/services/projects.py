@@ -49,10 +49,10 @@ DESCRIPTION_MAX = 10_000
 
 @dataclass
 class SettingsChange:
-    environments: list[str] | None | Any = UNSET
-    default_environment: str | None | Any = UNSET
-    trace_retention_days: int | None | Any = UNSET
-    execution_retention_days: int | None | Any = UNSET
+    environments: list[str] | Any | None = UNSET
+    default_environment: str | Any | None = UNSET
+    trace_retention_days: int | Any | None = UNSET
+    execution_retention_days: int | Any | None = UNSET
 
 
 def _check_name(name: str | None, errors: list[ServiceError], *, required: bool) -> str | None:
@@ -127,21 +127,21 @@ def _check_settings(project: Project, change: SettingsChange, errors: list[Servi
         given = change.environments
         if given is None:
             errors.append(invalid("environments cannot be null; leave it out to keep the current ones.",
-                                  path + ["environments"]))
+                                  [*path, "environments"]))
         else:
             given = [e.strip() for e in given]
             bad = [e for e in given if not ENVIRONMENT_RE.match(e)]
             dupes = sorted({e for e in given if given.count(e) > 1})
             if not given or len(given) > MAX_ENVIRONMENTS:
                 errors.append(invalid(f"A project has 1 to {MAX_ENVIRONMENTS} environments; {len(given)} given.",
-                                      path + ["environments"]))
+                                      [*path, "environments"]))
             elif bad:
                 errors.append(invalid(
                     f"Invalid environment name(s): {', '.join(repr(b) for b in bad)}; use 1 to 64 characters: "
-                    "lower-case letters, digits, _ and -.", path + ["environments"]))
+                    "lower-case letters, digits, _ and -.", [*path, "environments"]))
             elif dupes:
                 errors.append(invalid(f"Environment names must be unique; repeated: {', '.join(dupes)}.",
-                                      path + ["environments"]))
+                                      [*path, "environments"]))
             else:
                 envs = given
                 values["environments"] = given
@@ -149,16 +149,16 @@ def _check_settings(project: Project, change: SettingsChange, errors: list[Servi
         default = change.default_environment
         if default is None:
             errors.append(invalid("defaultEnvironment cannot be null; leave it out to keep the current one.",
-                                  path + ["defaultEnvironment"]))
+                                  [*path, "defaultEnvironment"]))
         elif default not in envs:
             errors.append(invalid(f"defaultEnvironment {default!r} is not one of the environments "
-                                  f"({', '.join(envs)}).", path + ["defaultEnvironment"]))
+                                  f"({', '.join(envs)}).", [*path, "defaultEnvironment"]))
         else:
             values["default_environment"] = default
     elif "environments" in values and project.default_environment not in envs:
         errors.append(invalid(
             f"The default environment {project.default_environment!r} is not among the new environments; "
-            f"set defaultEnvironment to one of: {', '.join(envs)}.", path + ["defaultEnvironment"]))
+            f"set defaultEnvironment to one of: {', '.join(envs)}.", [*path, "defaultEnvironment"]))
     for attr, label in (("trace_retention_days", "traceRetentionDays"),
                         ("execution_retention_days", "executionRetentionDays")):
         days = getattr(change, attr)
@@ -166,7 +166,7 @@ def _check_settings(project: Project, change: SettingsChange, errors: list[Servi
             continue
         if days is not None and days < 1:
             errors.append(invalid(f"{label} must be at least 1 (or null to keep data forever); {days} given.",
-                                  path + [label]))
+                                  [*path, label]))
         else:
             values[attr] = days
     return values
@@ -182,13 +182,13 @@ async def _environments_in_use(session: AsyncSession, project_id: uuid.UUID, env
         .where(Prompt.project_id == project_id, Deployment.retired_at.is_(None),
                Deployment.environment.in_(environments))
         .group_by(Deployment.environment))
-    return {env: n for env, n in rows.all()}
+    return dict(rows.all())
 
 
 @service("project.update")
 async def update_project(tx: Tx, *,
-                         project_id: uuid.UUID | None, name: str | None | Any = UNSET,
-                         description: str | None | Any = UNSET,
+                         project_id: uuid.UUID | None, name: str | Any | None = UNSET,
+                         description: str | Any | None = UNSET,
                          settings: SettingsChange | None = None) -> Project:
     """Change name, description (None clears it) and settings (ADMIN_PROJECT).
 
@@ -283,9 +283,9 @@ async def _member(session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UU
 
 async def _guard_last_owner(session: AsyncSession, target: ProjectMember, new_role: ProjectRole | None,
                             username: str, field: list[str]) -> None:
-    if target.role == ProjectRole.OWNER.value and new_role != ProjectRole.OWNER:
-        if await _owner_count(session, target.project_id) <= 1:
-            raise conflict(f"{username} is the last owner of this project; make another member OWNER first.", field)
+    if (target.role == ProjectRole.OWNER.value and new_role != ProjectRole.OWNER
+            and await _owner_count(session, target.project_id) <= 1):
+        raise conflict(f"{username} is the last owner of this project; make another member OWNER first.", field)
 
 
 @service("project_member.add")
@@ -338,7 +338,7 @@ async def update_member(tx: Tx, *,
     else:
         _check_may_change(principal, rank, target, ["input", "userId"])
         _check_grant(principal, rank, role, ["input", "role"])
-    username = (await session.get(User, target.user_id)).username
+    username = (await session.get_one(User, target.user_id)).username
     await _guard_last_owner(session, target, role, username, ["input", "role"])
     target.role = role.value
     await session.flush()
@@ -363,7 +363,7 @@ async def remove_member(tx: Tx, *,
     if not is_self:
         _check_may_change(principal, await _actor_rank(session, principal, project.id), target,
                           ["input", "userId"])
-    username = (await session.get(User, target.user_id)).username
+    username = (await session.get_one(User, target.user_id)).username
     await _guard_last_owner(session, target, None, username, ["input", "userId"])
     await session.delete(target)
     await session.flush()

@@ -11,14 +11,11 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-try:
-    from re import _constants as _sre
-    from re import _parser as _sre_parse
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_constants as _sre  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+# re's own parser (private modules of Python >= 3.11, which typeshed has no stubs for)
+from re import _constants as _sre  # type: ignore[attr-defined]
+from re import _parser as _sre_parse  # type: ignore[attr-defined]
+from typing import Any
 
 
 def backtracking_risk(pattern: str, flags: int = 0) -> str | None:
@@ -510,7 +507,7 @@ def _distinct(a: tuple[bool, list[frozenset]], b: tuple[bool, list[frozenset]]) 
     """Whether two alternatives' signatures (see _Analyzer._signature) can never match alike."""
     if a[0] and b[0]:
         return False  # both can match the empty string
-    return any(not (x & y) for x, y in zip(a[1], b[1]))
+    return any(not (x & y) for x, y in zip(a[1], b[1], strict=False))  # the lead both signatures know
 
 
 def _set_escape(ch: str) -> str:

@@ -83,7 +83,7 @@ FROM (
   WHERE p2.id = ANY(:ids)
 ) AS d
 WHERE p.id = d.id
-""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
+""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))  # noqa: S608 - MAX_BODY, a constant
 
 
 async def refresh_search(session: AsyncSession, prompt_ids: Sequence[uuid.UUID]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import Float, cast, func, select
+from sqlalchemy import ColumnElement, Float, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Execution, Feedback
@@ -66,7 +66,7 @@ async def version_stats(session: AsyncSession, version_ids: Sequence[uuid.UUID],
     if not ids:
         return {}
     e = Execution
-    conditions = [e.version_id.in_(ids)]
+    conditions: list[ColumnElement[bool]] = [e.version_id.in_(ids)]
     if start is not None:
         conditions.append(e.created_at >= start)
     if end is not None:

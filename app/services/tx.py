@@ -89,12 +89,11 @@ async def perform(sessionmaker: async_sessionmaker[AsyncSession], principal: Pri
     """Run ``fn`` in one audited transaction as ``principal`` (see the module docstring)."""
     note = AuditNote(action=fn.action)
     try:
-        async with sessionmaker() as session:
-            async with session.begin():
-                tx = Tx(session=session, principal=principal, settings=settings, note=note,
-                        sessionmaker=sessionmaker)
-                result: Any = await fn(tx, *args, **kwargs)
-                session.add(event(principal, note, AuditResult.SUCCESS))
+        async with sessionmaker() as session, session.begin():
+            tx = Tx(session=session, principal=principal, settings=settings, note=note,
+                    sessionmaker=sessionmaker)
+            result: Any = await fn(tx, *args, **kwargs)
+            session.add(event(principal, note, AuditResult.SUCCESS))
     except ServiceError as exc:
         outcome = AuditResult.DENIED if exc.code == "FORBIDDEN" else AuditResult.FAILURE
         await record_apart(sessionmaker, principal, note, outcome,
@@ -105,4 +104,4 @@ async def perform(sessionmaker: async_sessionmaker[AsyncSession], principal: Pri
         raise
     for then in tx._after:
         result = await then(result)
-    return result  # type: ignore[no-any-return]
+    return result

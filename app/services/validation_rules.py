@@ -36,14 +36,15 @@ import itertools
 import json
 import logging
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import jmespath
 import jmespath.exceptions
-import jsonschema
-import jsonschema.exceptions
+import jsonschema  # type: ignore[import-untyped]
+import jsonschema.exceptions  # type: ignore[import-untyped]
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
@@ -52,23 +53,23 @@ import regex
 from .regex_safety import backtracking_risk
 
 __all__ = [
-    "JSON_SCHEMA",
-    "REGEX",
     "JMESPATH",
-    "VALIDATION_TYPES",
-    "MAX_SCHEMA_BYTES",
-    "MAX_PATTERN_LENGTH",
+    "JSON_SCHEMA",
     "MAX_EXPRESSION_LENGTH",
+    "MAX_PATTERN_LENGTH",
+    "MAX_SCHEMA_BYTES",
+    "REGEX",
     "REGEX_TIMEOUT_SECONDS",
+    "VALIDATION_TYPES",
     "ConfigError",
-    "ValidationSpec",
-    "ValidationResultData",
-    "ValidationOutcome",
     "OutputNotJSONError",
-    "check_config",
+    "ValidationOutcome",
+    "ValidationResultData",
+    "ValidationSpec",
     "apply_validations",
-    "parse_output_json",
     "backtracking_risk",
+    "check_config",
+    "parse_output_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class OutputNotJSONError(ValueError):
 # --------------------------------------------------------------------------- public functions
 
 
-def check_config(type: str, config: Any) -> list[ConfigError]:  # noqa: A002 - API name
+def check_config(type: str, config: Any) -> list[ConfigError]:  # "type": the API's name for it
     """Return every problem with ``config`` for a validation of ``type`` (empty: valid)."""
     type_name = _type_name(type)
     if type_name not in VALIDATION_TYPES:
@@ -293,7 +294,7 @@ def _apply_one(
 class _LazyJSON:
     """The output parsed as JSON, at most once, on first use."""
 
-    __slots__ = ("text", "_parsed", "ok", "value", "error")
+    __slots__ = ("_parsed", "error", "ok", "text", "value")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -344,6 +345,7 @@ def _compile_regex(config: dict) -> tuple[_Rule | None, list]:
             )
     if errors:
         return None, errors
+    assert isinstance(pattern, str)  # checked above (errors otherwise)
 
     re_flags = 0
     regex_flags = regex.VERSION0
@@ -451,7 +453,7 @@ def _jmespath_truthy(value: Any) -> bool:
 
 # --------------------------------------------------------------------------- JSON_SCHEMA
 
-_DIALECTS: dict[str, tuple[type, str]] = {}
+_DIALECTS: dict[str, tuple[type[Any], str]] = {}
 for _cls, _label in (
     (jsonschema.Draft202012Validator, "Draft 2020-12"),
     (jsonschema.Draft201909Validator, "Draft 2019-09"),
@@ -468,10 +470,11 @@ _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
 def _refuse_retrieval(uri: str) -> referencing.Resource:
-    raise referencing.exceptions.NoSuchResource(ref=uri)
+    raise referencing.exceptions.NoSuchResource(uri)  # the attrs field ref
 
 
-_NO_NETWORK_REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)
+# referencing's attrs classes are opaque to mypy (its _attrs.pyi predates PEP 681): no keywords seen.
+_NO_NETWORK_REGISTRY: referencing.Registry = referencing.Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
 
 
 def _compile_json_schema(config: dict) -> tuple[_Rule | None, list]:
@@ -545,15 +548,15 @@ def _schema_nodes(schema: Any) -> Iterator[tuple[dict, tuple]]:
         node, path = stack.pop()
         if isinstance(node, dict):
             yield node, path
-            children = [(v, path + (k,)) for k, v in node.items() if k not in _DATA_KEYWORDS]
+            children = [(v, (*path, k)) for k, v in node.items() if k not in _DATA_KEYWORDS]
         elif isinstance(node, list):
-            children = [(v, path + (i,)) for i, v in enumerate(node)]
+            children = [(v, (*path, i)) for i, v in enumerate(node)]
         else:
             continue
         stack.extend(reversed(children))
 
 
-def _schema_reference_problems(schema: Any, cls: type) -> list[str]:
+def _schema_reference_problems(schema: Any, cls: type[Any]) -> list[str]:
     """Refuse references that leave the schema (remote or unknown) or do not resolve."""
     if not isinstance(schema, dict):
         return []
@@ -571,7 +574,7 @@ def _schema_reference_problems(schema: Any, cls: type) -> list[str]:
         bases[path] = base
         for ref_key in _REF_KEYWORDS:
             if isinstance(node.get(ref_key), str):
-                refs.append((node[ref_key], base, path + (ref_key,)))
+                refs.append((node[ref_key], base, (*path, ref_key)))
     if not refs:
         return []
 
@@ -627,9 +630,9 @@ def _schema_pattern_problems(schema: Any) -> list[str]:
     for node, path in _schema_nodes(schema):
         candidates: list[tuple[str, tuple]] = []
         if isinstance(node.get("pattern"), str):
-            candidates.append((node["pattern"], path + ("pattern",)))
+            candidates.append((node["pattern"], (*path, "pattern")))
         if isinstance(node.get("patternProperties"), dict):
-            candidates.extend((key, path + ("patternProperties", key)) for key in node["patternProperties"])
+            candidates.extend((key, (*path, "patternProperties", key)) for key in node["patternProperties"])
         for pattern, where in candidates:
             if len(pattern) > MAX_PATTERN_LENGTH:
                 problems.append(

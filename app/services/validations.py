@@ -99,6 +99,7 @@ async def create_validation(tx: Tx, *,
             errors.extend(exc.errors)
     if errors:
         raise many(errors)
+    assert clean_name is not None  # set unless _check_name failed, which left an error
     note.details.update({"promptId": str(prompt.id), "promptName": prompt.name, "name": clean_name,
                          "type": type_value, "config": config, "isActive": bool(is_active)})
     if await _name_taken(session, prompt.id, clean_name, None):

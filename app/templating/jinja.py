@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
@@ -86,25 +87,23 @@ class _GuardedEnvironment(ImmutableSandboxedEnvironment):
         meter = current_meter()
         meter.tick()
         if operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0:
-                if max(left.bit_length(), 1) * right > _MAX_INT_BITS:
-                    raise RenderLimitExceeded(f"{left} ** {right} is too large a number")
+            if (isinstance(left, int) and isinstance(right, int) and right > 0
+                    and max(left.bit_length(), 1) * right > _MAX_INT_BITS):
+                raise RenderLimitExceeded(f"{left} ** {right} is too large a number")
         elif operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
                     meter.check_size(len(seq) * times, "repeating a value with *")
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > _MAX_INT_BITS:
-                    raise RenderLimitExceeded("a multiplication produces too large a number")
-        elif operator == "%":
-            if isinstance(left, str):
-                _check_format(left, right)
-        elif operator == "+":
-            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-                meter.check_size(len(left) + len(right), "adding two values with +")
+            if (isinstance(left, int) and isinstance(right, int)
+                    and left.bit_length() + right.bit_length() > _MAX_INT_BITS):
+                raise RenderLimitExceeded("a multiplication produces too large a number")
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left, right)
+        elif operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            meter.check_size(len(left) + len(right), "adding two values with +")
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: Any, __obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         current_meter().tick()
         owner = getattr(__obj, "__self__", None)
         if owner is None:
@@ -177,7 +176,7 @@ def _concat(context: Any, values: list) -> str:
     return "".join(parts)
 
 
-def _call_filter(node: nodes.Expr, name: str) -> nodes.Filter:
+def _call_filter(node: nodes.Node, name: str) -> nodes.Filter:
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
 
@@ -289,7 +288,8 @@ def analyse(source: str) -> TemplateAnalysis:
     for loop in ast.find_all(nodes.For):
         if isinstance(loop.iter, nodes.Name):
             structural.add(loop.iter.name)
-    for access in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    accesses: Iterator[nodes.Getattr | nodes.Getitem] = ast.find_all((nodes.Getattr, nodes.Getitem))
+    for access in accesses:
         if isinstance(access.node, nodes.Name):
             structural.add(access.node.name)
     for name in ast.find_all(nodes.Name):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class RenderLimitExceeded(Exception):
 class Meter:
     """Counts the work and output of one render against its limits."""
 
-    __slots__ = ("limits", "operations", "output_chars", "built_chars", "deadline")
+    __slots__ = ("built_chars", "deadline", "limits", "operations", "output_chars")
 
     #: Intermediate text (macro bodies, ``{% set %}`` blocks) may be this many times the
     #: output limit in total: templates build and discard some, but not without bound.

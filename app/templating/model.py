@@ -131,8 +131,10 @@ def enum_str(value: Any) -> Any:
 
 def variable_from_dict(data: dict) -> VariableSpec:
     """A VariableSpec from a stored/input dict (``defaultValue`` or ``default`` accepted)."""
+    # Values are taken as given (of any type): app.templating.validation checks them.
+    name: Any = data.get("name")
     return VariableSpec(
-        name=data.get("name"),
+        name=name,
         type=enum_str(data.get("type") or "STRING"),
         required=True if data.get("required") is None else data["required"],
         default=data.get("defaultValue", data.get("default")),
@@ -164,18 +166,21 @@ def normalise_model_settings(settings: Any) -> Any:
     if not isinstance(settings, dict):
         return settings
     out: dict = {}
-    for key, value in settings.items():
-        key = MODEL_SETTINGS_ALIASES.get(key, key)
-        if value is None:
-            continue
-        if key in ("temperature", "topP") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-        elif key == "maxTokens" and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif key == "stop" and isinstance(value, tuple):
-            value = list(value)
-        out[key] = value
+    for name, value in settings.items():
+        key = MODEL_SETTINGS_ALIASES.get(name, name)
+        if value is not None:
+            out[key] = _setting_value(key, value)
     return out
+
+
+def _setting_value(key: Any, value: Any) -> Any:
+    if key in ("temperature", "topP") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if key == "maxTokens" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if key == "stop" and isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def _canonical_variable(spec: VariableSpec) -> dict:

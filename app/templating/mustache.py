@@ -43,7 +43,7 @@ class _LockedCache:
     renders in several threads can share it."""
 
     def __init__(self, maxsize: int) -> None:
-        self._lru = mstache.LRUCache(maxsize)
+        self._lru: mstache.LRUCache[Any] = mstache.LRUCache(maxsize)
         self._lock = threading.Lock()
 
     def get(self, key: Any, default: Any = None) -> Any:

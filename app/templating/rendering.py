@@ -33,8 +33,9 @@ from app.templating.values import check_value, describe, same_value
 logger = logging.getLogger(__name__)
 
 
-def render(content: PromptContent, variables: dict | None, *, limits: RenderLimits | None = None) -> RenderOutcome:
-    """Render content (system prompt, then template or messages) with variable values."""
+def render(content: PromptContent, variables: Any, *, limits: RenderLimits | None = None) -> RenderOutcome:
+    """Render content (system prompt, then template or messages) with variable values (a JSON object,
+    or None for none; anything else is reported as an error)."""
     try:
         return _render(content, {} if variables is None else variables, limits or DEFAULT_LIMITS)
     except Exception as exc:  # the contract: report, never raise
@@ -81,7 +82,8 @@ def bind_variables(content: PromptContent, variables: dict) -> tuple[dict, list[
 def _render(content: PromptContent, variables: Any, limits: RenderLimits) -> RenderOutcome:
     if not isinstance(variables, dict):
         return RenderOutcome(
-            None, None, None, [], [], [f"variables must be a JSON object of names and values; got {describe(variables)}"]
+            None, None, None, [], [],
+            [f"variables must be a JSON object of names and values; got {describe(variables)}"],
         )
     values, missing, unknown, errors = bind_variables(content, variables)
     if missing or errors:

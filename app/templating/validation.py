@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.validators import validator_for
+from jsonschema import SchemaError  # type: ignore[import-untyped]
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
 from app.templating import jinja, mustache
 from app.templating.analysis import TemplateAnalysis
@@ -185,12 +185,16 @@ def _check_messages(messages: Any, error) -> list[ChatMessage] | None:
         error(["messages"], f"has {len(messages)} messages; at most {MAX_MESSAGES} are allowed")
     out: list[ChatMessage] = []
     for i, message in enumerate(messages):
+        role: Any  # of any type until checked here
+        text: Any
         if isinstance(message, dict):
-            message = ChatMessage(role=message.get("role"), content=message.get("content"))
-        role = message.role.strip().lower() if isinstance(message.role, str) else message.role
+            role, text = message.get("role"), message.get("content")
+        else:
+            role, text = message.role, message.content
+        if isinstance(role, str):
+            role = role.strip().lower()
         if role not in ROLES:
             error(["messages", str(i), "role"], f"role must be one of {', '.join(ROLES)}; got {describe(role)}")
-        text = message.content
         if not isinstance(text, str) or not text.strip():
             error(["messages", str(i), "content"], "a message needs non-empty content")
         elif len(text) > MAX_TEMPLATE_CHARS:
@@ -230,7 +234,8 @@ def _check_declared(declared: list, error) -> list[VariableSpec]:
         if default is not None and vtype in VARIABLE_TYPES:
             default, problem = check_value(default, vtype)
             if problem is not None:
-                error([*base, "defaultValue"], f'the default of "{spec.name}" must be {problem}; got {describe(default)}')
+                error([*base, "defaultValue"],
+                      f'the default of "{spec.name}" must be {problem}; got {describe(default)}')
             elif options is not None and not any(same_value(default, o) for o in options):
                 error([*base, "defaultValue"], f'the default of "{spec.name}" must be one of its options')
         specs.append(VariableSpec(spec.name, vtype, required, default, description, options))
@@ -247,12 +252,13 @@ def _check_options(spec: VariableSpec, vtype: str, path: list[str], error) -> li
     if len(options) > MAX_OPTIONS:
         error(path, f"{len(options)} options are given; at most {MAX_OPTIONS} are allowed")
     out: list = []
-    for option in options:
-        if option is None:
+    for given in options:
+        if given is None:
             error(path, "null cannot be an option")
             continue
+        option = given
         if vtype in VARIABLE_TYPES:
-            option, problem = check_value(option, vtype)
+            option, problem = check_value(given, vtype)
             if problem is not None:
                 error(path, f'every option of "{spec.name}" must be {problem}; got {describe(option)}')
                 continue
@@ -291,9 +297,8 @@ def _check_model_settings(settings: Any, error) -> dict | None:
                 or not all(isinstance(s, str) and s for s in value)
             ):
                 error(path, f"stop must be a list of at most {MAX_STOP_SEQUENCES} non-empty strings")
-        elif key == "extra":
-            if not isinstance(value, dict) or json_problem(value) is not None:
-                error(path, "extra must be a JSON object of provider-specific parameters")
+        elif key == "extra" and (not isinstance(value, dict) or json_problem(value) is not None):
+            error(path, "extra must be a JSON object of provider-specific parameters")
     return settings or None
 
 
@@ -301,7 +306,8 @@ def _check_output_schema(schema: Any, error) -> Any:
     if schema is None:
         return None
     if not isinstance(schema, (dict, bool)) or json_problem(schema) is not None:
-        error(["outputSchema"], f"the output schema must be a JSON Schema (an object or a boolean); got {describe(schema)}")
+        error(["outputSchema"],
+              f"the output schema must be a JSON Schema (an object or a boolean); got {describe(schema)}")
         return schema
     if isinstance(schema, dict):
         try:

@@ -113,7 +113,7 @@ class ChildCountLoader(BaseLoader):
         stmt = (spec.base().with_only_columns(spec.parent, func.count())
                 .where(spec.parent.in_(list(set(keys)))).group_by(spec.parent))
         async with self.ctx.db() as session:
-            counts = dict((await session.execute(stmt)).all())
+            counts: dict[Any, int] = dict((await session.execute(stmt)).all())
         return [int(counts.get(k, 0)) for k in keys]
 
 
@@ -129,6 +129,6 @@ async def child_connection(info: Info, cls: type[ChildPageLoader], parent_id: uu
     nodes = [wrap(r) for r in page.rows]
 
     async def count() -> int:
-        return await ctx.loader(ChildCountLoader, cls, *args).load(parent_id)  # type: ignore[no-any-return]
+        return await ctx.loader(ChildCountLoader, cls, *args).load(parent_id)
 
     return Connection.of(nodes, cursors, has_next=page.has_next, after=after, count=count)

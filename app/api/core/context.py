@@ -76,7 +76,7 @@ class Context:
     # --- what readers ask before they show anything (the decisions are app.services.access's)
 
     async def role(self, project_id: uuid.UUID) -> ProjectRole | None:
-        return await self.loader(RoleLoader).load(project_id)  # type: ignore[no-any-return]
+        return await self.loader(RoleLoader).load(project_id)
 
     async def can(self, project_id: uuid.UUID, action: access.Action) -> bool:
         return access.permits(self.principal, await self.role(project_id), project_id, action)

@@ -1,8 +1,9 @@
 """Database enums (``app.db.models.enums``) exposed as GraphQL enums, not copied by hand.
 
-Each one is the database's own class made a GraphQL enum, so resolvers receive and may return its
-members (or the plain stored strings, which are equal to them). Descriptions of values live
-here. GraphQL-only enums (orderings, search modes) stay with their domain.
+Each one is the database's own class made a GraphQL enum (in place: import it from here), so
+resolvers receive and may return its members (or the plain stored strings, which are equal to
+them). Descriptions of values live here. GraphQL-only enums (orderings, search modes) stay with
+their domain.
 """
 from __future__ import annotations
 
@@ -11,7 +12,20 @@ from typing import TypeVar
 
 import strawberry
 
-from app.db.models import enums as db
+from app.db.models.enums import (
+    ApiScope,
+    AuditResult,
+    ExecutionEventType,
+    ExecutionStatus,
+    LogLevel,
+    Priority,
+    ProjectRole,
+    PromptKind,
+    PromptStatus,
+    TemplateFormat,
+    ValidationStatus,
+    ValidationType,
+)
 
 E = TypeVar("E", bound=type[Enum])
 
@@ -29,29 +43,29 @@ def graphql_enum(cls: E, *, description: str | None = None, values: dict[str, st
     return cls
 
 
-ProjectRole = graphql_enum(db.ProjectRole)
-ApiScope = graphql_enum(db.ApiScope)
-AuditResult = graphql_enum(db.AuditResult)
-PromptStatus = graphql_enum(db.PromptStatus)
-PromptKind = graphql_enum(db.PromptKind, values={
+graphql_enum(ProjectRole)
+graphql_enum(ApiScope)
+graphql_enum(AuditResult)
+graphql_enum(PromptStatus)
+graphql_enum(PromptKind, values={
     "TEXT": "One text template.",
     "CHAT": "A list of role-tagged message templates.",
 })
-TemplateFormat = graphql_enum(db.TemplateFormat, values={
+graphql_enum(TemplateFormat, values={
     "MUSTACHE": "{{variable}}, sections and inverted sections. Values are inserted as they are (no HTML escaping).",
     "JINJA2": "Jinja2, rendered in a sandbox (no access to internals, files or imports; output size and time are "
               "bounded).",
 })
-ValidationType = graphql_enum(db.ValidationType, values={
+graphql_enum(ValidationType, values={
     "JSON_SCHEMA": 'config: {"schema": {...}} — the output must parse as JSON and follow the schema.',
     "REGEX": 'config: {"pattern": "...", "flags": "i"} — the output must match.',
     "JMESPATH": 'config: {"expression": "..."} — a JMESPath expression over the parsed output must be truthy.',
 })
-ValidationStatus = graphql_enum(db.ValidationStatus)
-ExecutionStatus = graphql_enum(db.ExecutionStatus)
-Priority = graphql_enum(db.Priority)
-LogLevel = graphql_enum(db.LogLevel)
-ExecutionEventType = graphql_enum(db.ExecutionEventType, values={
+graphql_enum(ValidationStatus)
+graphql_enum(ExecutionStatus)
+graphql_enum(Priority)
+graphql_enum(LogLevel)
+graphql_enum(ExecutionEventType, values={
     "SNAPSHOT": "The state at the moment of subscribing; always the first event.",
     "QUEUED": "Queued (again, when a worker stopped mid-run: the output starts over).",
 })

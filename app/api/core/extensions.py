@@ -10,12 +10,11 @@ then replaces the unexpected ones with "Internal server error" and a request id 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from collections.abc import Iterator
-
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionContext

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 L = TypeVar("L", bound="BaseLoader")
 
 
-class BaseLoader(DataLoader):  # type: ignore[misc]  # aiodataloader is untyped
+class BaseLoader(DataLoader):
     """A DataLoader that knows the request context (session factory, principal)."""
 
     def __init__(self, ctx: Context, **kwargs: Any):

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import strawberry
 from strawberry.extensions import FieldExtension
@@ -42,8 +42,9 @@ class UserErrors(FieldExtension):
         try:
             return await next_(source, info, **kwargs)
         except ServiceError as exc:
-            payload = self.field.type
-            return payload(user_errors=user_errors(exc))  # type: ignore[operator]
+            # The payload class (strawberry types field.type as a union of every kind of type).
+            payload = cast("type[Any]", self.field.type)
+            return payload(user_errors=user_errors(exc))
 
 
 def mutation(description: str) -> Any:

@@ -68,13 +68,13 @@ class Connection(Generic[T]):
         return await self._count()
 
     @classmethod
-    def empty(cls) -> "Connection[Any]":
+    def empty(cls) -> Connection[Any]:
         return cls(edges=[], nodes=[], page_info=PageInfo(has_next_page=False, has_previous_page=False,
                                                           start_cursor=None, end_cursor=None))
 
     @classmethod
     def of(cls, nodes: Sequence[Any], cursors: Sequence[str], *, has_next: bool, after: str | None,
-           count: Callable[[], Awaitable[int]] | None) -> "Connection[Any]":
+           count: Callable[[], Awaitable[int]] | None) -> Connection[Any]:
         """A page: its nodes with their cursors; ``count`` computes totalCount when it is selected."""
         return cls(edges=[Edge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)], nodes=list(nodes),
                    page_info=PageInfo(has_next_page=has_next, has_previous_page=after is not None,

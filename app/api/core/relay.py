@@ -170,7 +170,7 @@ class NodeQuery:
 
     @strawberry.field(description="Any object by its global ID; null when it does not exist or is not visible.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
-        return (await resolve_nodes(info, [id]))[0]  # type: ignore[no-any-return]
+        return (await resolve_nodes(info, [id]))[0]
 
     @strawberry.field(description=f"Objects by global IDs, in order; null for each one not found (at most {MAX_PAGE}).")
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:

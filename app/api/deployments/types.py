@@ -49,20 +49,20 @@ class Deployment(Node):
 
     @strawberry.field
     async def prompt(self, info: Info) -> PromptRef:
-        return await load_related(info, models.Prompt, self.row.prompt_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Prompt, self.row.prompt_id)
 
     @strawberry.field
     async def version(self, info: Info) -> VersionRef:
-        return await load_related(info, models.PromptVersion, self.row.version_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.PromptVersion, self.row.version_id)
 
     @strawberry.field(description="Who made the change that deployed this; null for API keys and deleted users.")
     async def deployed_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.deployed_by_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.deployed_by_id)
 
     @strawberry.field(description="Who made the change that retired this; null while active, for API keys and "
                                   "for deleted users.")
     async def retired_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.retired_by_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.retired_by_id)
 
 
 @strawberry.type(description="The answer to: which version should this caller use in this environment right now?")
@@ -73,11 +73,11 @@ class ResolvedPrompt:
 
     @strawberry.field
     def prompt(self) -> PromptRef:
-        return wrap(self.resolution.prompt)  # type: ignore[no-any-return]
+        return wrap(self.resolution.prompt)
 
     @strawberry.field
     def version(self) -> VersionRef:
-        return wrap(self.resolution.version)  # type: ignore[no-any-return]
+        return wrap(self.resolution.version)
 
     @strawberry.field(description="The deployment that chose the version; null when the answer fell back to the "
                                   "latest version.")

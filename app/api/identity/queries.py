@@ -20,7 +20,7 @@ class IdentityQuery:
         p = info.context.principal
         if p.kind != "user":
             return None
-        return await load_related(info, models.User, p.user_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, p.user_id)
 
     @strawberry.field(description="Superusers only.")
     async def users(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[User]:

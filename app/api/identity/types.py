@@ -76,11 +76,11 @@ class ApiKey(Node):
 
     @strawberry.field
     async def project(self, info: Info) -> ProjectRef:
-        return await load_related(info, models.Project, self.row.project_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Project, self.row.project_id)
 
     @strawberry.field
     async def created_by(self, info: Info) -> User | None:
-        return await load_related(info, models.User, self.row.created_by_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.created_by_id)
 
 
 @node(models.AuditEvent)
@@ -109,11 +109,11 @@ class AuditEvent(Node):
 
     @strawberry.field
     async def actor(self, info: Info) -> User | None:
-        return await load_related(info, models.User, self.row.actor_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.actor_id)
 
     @strawberry.field
     async def api_key(self, info: Info) -> ApiKey | None:
-        return await load_related(info, models.ApiKey, self.row.api_key_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.ApiKey, self.row.api_key_id)
 
 
 @strawberry.input

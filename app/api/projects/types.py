@@ -50,7 +50,7 @@ class ProjectMember:
 
     @strawberry.field
     async def user(self, info: Info) -> User:
-        return await load_related(info, models.User, self.row.user_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.user_id)
 
 
 @node(models.ProviderCredential)

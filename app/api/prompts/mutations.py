@@ -11,8 +11,14 @@ from ..core.errors import UserError
 from ..core.inputs import or_none
 from ..core.mutations import mutation, run
 from ..core.relay import decode_id, global_id
-from .inputs import (CreatePromptInput, CreatePromptVersionInput, DeletePromptInput, ForkPromptInput,
-                     RollbackPromptInput, UpdatePromptInput)
+from .inputs import (
+    CreatePromptInput,
+    CreatePromptVersionInput,
+    DeletePromptInput,
+    ForkPromptInput,
+    RollbackPromptInput,
+    UpdatePromptInput,
+)
 from .types import Prompt, PromptVersion
 
 

@@ -42,4 +42,4 @@ async def project_prompt(info: Info, project: models.Project, name: str) -> Prom
 async def project_tags(info: Info, project: models.Project) -> list[str]:
     if not await info.context.can(project.id, Action.READ_PROMPTS):
         return []
-    return await info.context.loader(ProjectTags).load(project.id)  # type: ignore[no-any-return]
+    return await info.context.loader(ProjectTags).load(project.id)

@@ -27,8 +27,7 @@ from ..core.relay import Node, decode_id, global_id, load_related, node
 from ..deployments import resolvers as deployments
 from ..deployments.types import Deployment
 from ..executions import resolvers as executions
-from ..executions.types import ExecutionFilter, FromArg, ToArg, VersionStats
-from ..executions.types import Execution
+from ..executions.types import Execution, ExecutionFilter, FromArg, ToArg, VersionStats
 from ..models.types import ModelSettings
 from ..validations import resolvers as validations
 from ..validations.types import Validation
@@ -67,11 +66,11 @@ class Prompt(Node):
 
     @strawberry.field
     async def project(self, info: Info) -> ProjectRef:
-        return await load_related(info, models.Project, self.row.project_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Project, self.row.project_id)
 
     @strawberry.field
     async def created_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.created_by_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.created_by_id)
 
     @strawberry.field
     async def latest_version(self, info: Info) -> PromptVersion:
@@ -173,11 +172,11 @@ class PromptVersion(Node):
 
     @strawberry.field
     async def prompt(self, info: Info) -> Prompt:
-        return await load_related(info, models.Prompt, self.row.prompt_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Prompt, self.row.prompt_id)
 
     @strawberry.field
     async def author(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.author_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.author_id)
 
     @strawberry.field
     async def is_latest(self, info: Info) -> bool:
@@ -193,7 +192,7 @@ class PromptVersion(Node):
 
     @strawberry.field(description="Set when this version was made by rolling back to an older one.")
     async def restored_from(self, info: Info) -> PromptVersion | None:
-        return await load_related(info, models.PromptVersion, self.row.restored_from_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.PromptVersion, self.row.restored_from_id)
 
     @strawberry.field(description=(
         "Difference from another version of the same prompt (`against` is the old side, this version the new "

@@ -41,16 +41,16 @@ class Validation(Node):
 
     @classmethod
     def from_row(cls, row: models.Validation) -> Validation:
-        return cls(id=global_id(cls, row.id), name=row.name, type=ValidationType(row.type), config=row.config,
+        return cls(id=global_id(cls, row.id), name=row.name, type=ValidationType(row.type), config=JSON(row.config),
                    is_active=row.is_active, created_at=row.created_at, updated_at=row.updated_at, row=row)
 
     @strawberry.field
     async def prompt(self, info: Info) -> PromptRef:
-        return await load_related(info, models.Prompt, self.row.prompt_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Prompt, self.row.prompt_id)
 
     @strawberry.field(description="Who created it; null for API keys and deleted users.")
     async def created_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.created_by_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.created_by_id)
 
 
 def _as_uuid(value: Any) -> uuid.UUID | None:

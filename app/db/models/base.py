@@ -4,10 +4,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData, Numeric, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -23,7 +25,7 @@ Money = Numeric(12, 6)
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, TypeEngine[Any]]] = {
         datetime: DateTime(timezone=True),
         uuid.UUID: UUID(as_uuid=True),
         Decimal: Money,

@@ -4,10 +4,7 @@ from __future__ import annotations
 import enum
 
 
-class StrEnum(str, enum.Enum):
-    def __str__(self) -> str:  # pragma: no cover - trivial
-        return self.value
-
+class StrEnum(enum.StrEnum):
     @classmethod
     def values(cls) -> list[str]:
         return [m.value for m in cls]

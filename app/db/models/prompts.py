@@ -5,8 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (ARRAY, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        text)
+from sqlalchemy import ARRAY, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
