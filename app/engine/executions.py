@@ -31,7 +31,7 @@ async def _locked(session: AsyncSession, job: Job) -> Execution | None:
 
 
 async def _now(session: AsyncSession) -> datetime:
-    return (await session.execute(select(func.now()))).scalar_one()  # type: ignore[no-any-return]
+    return (await session.execute(select(func.now()))).scalar_one()
 
 
 class ExecutionHandler:

@@ -107,7 +107,7 @@ async def request_cancel(session: AsyncSession, job: Job, now: datetime) -> None
 
 
 async def _now(session: AsyncSession) -> datetime:
-    return (await session.execute(select(func.now()))).scalar_one()  # type: ignore[no-any-return]
+    return (await session.execute(select(func.now()))).scalar_one()
 
 
 async def claim(sessionmaker: async_sessionmaker[AsyncSession], worker_id: str, hooks: Mapping[str, JobHooks],

@@ -43,8 +43,8 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import jmespath
 import jmespath.exceptions
-import jsonschema  # type: ignore[import-untyped]
-import jsonschema.exceptions  # type: ignore[import-untyped]
+import jsonschema
+import jsonschema.exceptions
 import referencing
 import referencing.exceptions
 import referencing.jsonschema

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import SchemaError  # type: ignore[import-untyped]
-from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
 
 from app.templating import jinja, mustache
 from app.templating.analysis import TemplateAnalysis

@@ -85,11 +85,11 @@ class Feedback(Node):
 
     @strawberry.field
     async def execution(self, info: Info) -> Execution:
-        return await load_related(info, models.Execution, self.row.execution_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Execution, self.row.execution_id)
 
     @strawberry.field(description="Who gave it (null when given with an API key, or the user was deleted).")
     async def user(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.user_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.user_id)
 
 
 # ------------------------------------------------------------------ Execution
@@ -133,7 +133,7 @@ class Execution(Node):
     def from_row(cls, row: models.Execution) -> Execution:
         return cls(
             id=global_id(cls, row.id), row=row, environment=row.environment,
-            status=ExecutionStatus(row.status), priority=_PRIORITY_BY_RANK[row.priority], variables=row.variables,
+            status=ExecutionStatus(row.status), priority=_PRIORITY_BY_RANK[row.priority], variables=JSON(row.variables),
             context=row.context, rendered_prompt=row.rendered_prompt, output=row.output,
             validated_output=row.validated_output, error=row.error, provider=row.provider, model=row.model,
             cost_usd=row.cost_usd, latency_ms=row.latency_ms, time_to_first_token_ms=row.time_to_first_token_ms,
@@ -143,19 +143,19 @@ class Execution(Node):
 
     @strawberry.field
     async def project(self, info: Info) -> ProjectRef:
-        return await load_related(info, models.Project, self.row.project_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Project, self.row.project_id)
 
     @strawberry.field
     async def prompt(self, info: Info) -> PromptRef:
-        return await load_related(info, models.Prompt, self.row.prompt_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Prompt, self.row.prompt_id)
 
     @strawberry.field
     async def version(self, info: Info) -> VersionRef:
-        return await load_related(info, models.PromptVersion, self.row.version_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.PromptVersion, self.row.version_id)
 
     @strawberry.field(description="The deployment that chose the version, when it was chosen by environment.")
     async def deployment(self, info: Info) -> DeploymentRef | None:
-        return await load_related(info, models.Deployment, self.row.deployment_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Deployment, self.row.deployment_id)
 
     @strawberry.field(description="The version's model settings merged with the execution's overrides, provider "
                                   "and model resolved.")
@@ -182,13 +182,13 @@ class Execution(Node):
 
     @strawberry.field
     async def requested_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.requested_by_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.User, self.row.requested_by_id)
 
     @strawberry.field(description="The API key it was submitted with; shown to project admins only.")
     async def api_key(self, info: Info) -> ApiKeyRef | None:
         if self.row.api_key_id is None or not await info.context.can(self.row.project_id, Action.ADMIN_PROJECT):
             return None
-        return await load_related(info, models.ApiKey, self.row.api_key_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.ApiKey, self.row.api_key_id)
 
     @strawberry.field(description="Oldest first; minLevel keeps that level and the ones above (DEBUG < INFO < "
                                   "WARN < ERROR).")
@@ -236,13 +236,13 @@ class ExecutionEvent:
     async def execution(self, info: Info) -> Execution:
         if self.execution_row is not None:
             return Execution.from_row(self.execution_row)
-        return await load_related(info, models.Execution, self.execution_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.Execution, self.execution_id)
 
     @strawberry.field(description="The log entry, for LOG.")
     async def log(self, info: Info) -> ExecutionLog | None:
         if self.log_row is not None:
             return ExecutionLog.from_row(self.log_row)
-        return await load_related(info, models.ExecutionLog, self.log_id)  # type: ignore[no-any-return]
+        return await load_related(info, models.ExecutionLog, self.log_id)
 
 
 # ------------------------------------------------------------------ VersionStats
@@ -280,8 +280,8 @@ class VersionStats:
     @strawberry.field
     async def version(self, info: Info) -> VersionRef:
         if self.version_row is not None:
-            return wrap(self.version_row)  # type: ignore[no-any-return]
-        return await load_related(info, models.PromptVersion, self.version_id)  # type: ignore[no-any-return]
+            return wrap(self.version_row)
+        return await load_related(info, models.PromptVersion, self.version_id)
 
 
 # ------------------------------------------------------------------ filters

@@ -9,7 +9,7 @@ from .prompts import Deployment, Prompt, PromptVersion, Validation
 from .usage import LlmUsage, ModelConfig
 
 __all__ = [
-    "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback",
-    "Job", "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "User",
+    "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback", "Job",
+    "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "User",
     "UserSession", "Validation",
 ]
