@@ -234,14 +234,16 @@ class SplitItem:
     percentage: int
 
 
-async def _require_prompt(session: AsyncSession, principal: Principal, note: AuditNote, prompt: Prompt,
-                          field: list[str], what: str) -> Project:
-    """Check WRITE_PROMPTS on the prompt's project; fill the audit note's project when visible."""
-    # Files the project on the note when visible: denials belong in the project's audit log.
-    project = await require(session, principal, prompt.project_id, Action.WRITE_PROMPTS, field=field,
-                            what=what, note=note)
-    note.about(Prompt, prompt.id)
-    return project
+async def _prompt_to_change(tx: Tx, prompt: Prompt | None, field: list[str], what: str) -> tuple[Prompt, Project]:
+    """The prompt (locked: changes of one prompt's deployments queue up here) and its project (locked FOR
+    SHARE), after the WRITE_PROMPTS check; the audit note is told the project when it is visible, so
+    denials are in the project's audit log too."""
+    if prompt is None:
+        raise not_found(f"No {what} with this ID.", field)
+    project = await require(tx.session, tx.principal, prompt.project_id, Action.WRITE_PROMPTS, field=field,
+                            what=what, note=tx.note)
+    tx.note.about(Prompt, prompt.id)
+    return await _lock_prompt(tx.session, prompt.id), await _share_lock_project(tx.session, project)
 
 
 async def _lock_prompt(session: AsyncSession, prompt_id: uuid.UUID) -> Prompt:
@@ -322,12 +324,10 @@ async def deploy_version(tx: Tx, *,
     session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "versionId"]
     found = (await _versions_by_id(session, [version_id])) if version_id else {}
-    version, prompt = found.get(version_id, (None, None)) if version_id else (None, None)
-    if version is None or prompt is None:
+    if version_id is None or version_id not in found:
         raise not_found("No version with this ID.", field)
-    project = await _require_prompt(session, principal, note, prompt, field, "version")
-    prompt = await _lock_prompt(session, prompt.id)
-    project = await _share_lock_project(session, project)
+    version, owner = found[version_id]
+    prompt, project = await _prompt_to_change(tx, owner, field, "version")
     _check_deployable(prompt, field)
     error = _environment_error(project, environment, ["input", "environment"])
     if error:
@@ -346,12 +346,8 @@ async def set_traffic_split(tx: Tx, *,
     """
     session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "promptId"]
-    prompt = await session.get(Prompt, prompt_id) if prompt_id else None
-    if prompt is None:
-        raise not_found("No prompt with this ID.", field)
-    project = await _require_prompt(session, principal, note, prompt, field, "prompt")
-    prompt = await _lock_prompt(session, prompt.id)
-    project = await _share_lock_project(session, project)
+    prompt, project = await _prompt_to_change(tx, await session.get(Prompt, prompt_id) if prompt_id else None,
+                                              field, "prompt")
     _check_deployable(prompt, field)
     errors: list[ServiceError] = []
     env_error = _environment_error(project, environment, ["input", "environment"])
@@ -407,12 +403,8 @@ async def undeploy(tx: Tx, *,
     """
     session, note, principal = tx.session, tx.note, tx.principal
     field = ["input", "promptId"]
-    prompt = await session.get(Prompt, prompt_id) if prompt_id else None
-    if prompt is None:
-        raise not_found("No prompt with this ID.", field)
-    project = await _require_prompt(session, principal, note, prompt, field, "prompt")
-    prompt = await _lock_prompt(session, prompt.id)
-    project = await _share_lock_project(session, project)
+    prompt, project = await _prompt_to_change(tx, await session.get(Prompt, prompt_id) if prompt_id else None,
+                                              field, "prompt")
     error = _environment_error(project, environment, ["input", "environment"])
     if error:
         raise error

@@ -315,21 +315,30 @@ async def add_member(tx: Tx, *,
     return member
 
 
+async def _change_of_member(tx: Tx, project_id: uuid.UUID | None,
+                            user_id: uuid.UUID | None) -> tuple[Project, ProjectMember, bool]:
+    """(project, the member changed — locked with the project, whether it is the caller) for an update or
+    removal. Anyone may change themself within the rules; changing others needs ADMIN_PROJECT."""
+    session, principal = tx.session, tx.principal
+    is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
+    project = await require(session, principal, project_id,
+                            Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
+                            field=["input", "projectId"], note=tx.note)
+    await _lock_project(session, project.id)
+    target = await _member(session, project.id, user_id)
+    if target is None:
+        raise not_found("No member with this user ID in this project.", ["input", "userId"])
+    tx.note.about(User, target.user_id)
+    return project, target, is_self
+
+
 @service("project_member.update")
 async def update_member(tx: Tx, *,
                         project_id: uuid.UUID | None, user_id: uuid.UUID | None, role: ProjectRole) -> ProjectMember:
     """Change a member's role (see the module docstring for who may change whom)."""
     session, note, principal = tx.session, tx.note, tx.principal
     note.details = {"role": role.value}
-    is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
-    project = await require(session, principal, project_id,
-                            Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
-                            field=["input", "projectId"], note=note)
-    await _lock_project(session, project.id)
-    target = await _member(session, project.id, user_id)
-    if target is None:
-        raise not_found("No member with this user ID in this project.", ["input", "userId"])
-    note.about(User, target.user_id)
+    project, target, is_self = await _change_of_member(tx, project_id, user_id)
     note.details["from"] = target.role
     rank = await _actor_rank(session, principal, project.id)
     if is_self:
@@ -350,15 +359,7 @@ async def remove_member(tx: Tx, *,
                         project_id: uuid.UUID | None, user_id: uuid.UUID | None) -> ProjectMember:
     """Remove a member (or leave, when it is oneself). Returns the removed membership as it was."""
     session, note, principal = tx.session, tx.note, tx.principal
-    is_self = principal.kind == "user" and user_id is not None and user_id == principal.user_id
-    project = await require(session, principal, project_id,
-                            Action.VIEW_PROJECT if is_self else Action.ADMIN_PROJECT,
-                            field=["input", "projectId"], note=note)
-    await _lock_project(session, project.id)
-    target = await _member(session, project.id, user_id)
-    if target is None:
-        raise not_found("No member with this user ID in this project.", ["input", "userId"])
-    note.about(User, target.user_id)
+    project, target, is_self = await _change_of_member(tx, project_id, user_id)
     note.details = {"role": target.role, "self": is_self}
     if not is_self:
         _check_may_change(principal, await _actor_rank(session, principal, project.id), target,

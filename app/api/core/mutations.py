@@ -9,8 +9,9 @@
   declared ``anonymous``) and runs the service function in one audited transaction
   (``app.services.tx.perform``).
 * ``@mutation`` is ``strawberry.mutation`` with the ``UserErrors`` extension: a ServiceError
-  raised by the resolver becomes the payload with only ``userErrors`` set — so every payload
-  type gives its other fields defaults (None, or an empty list).
+  raised by the resolver becomes the payload with only ``userErrors`` set. Every payload type is a
+  ``Payload`` (which brings ``userErrors``) and gives its other fields defaults (None, or an empty
+  list); a mutation whose type is not one fails when the schema is built.
 """
 from __future__ import annotations
 
@@ -25,10 +26,18 @@ from app.services.errors import ServiceError
 from app.services.tx import Service, perform
 
 from .context import Info
-from .errors import user_errors
+from .errors import UserError, user_errors
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@strawberry.type
+class Payload:
+    """What every mutation returns: its own fields (declared by the subclass), and the expected problems."""
+
+    # The type given as an object, not the (lazy) annotation: subclasses in other modules inherit it.
+    user_errors: list[UserError] = strawberry.field(default_factory=list, graphql_type=list[UserError])
 
 
 class UserErrors(FieldExtension):
@@ -36,6 +45,9 @@ class UserErrors(FieldExtension):
 
     def apply(self, field: StrawberryField) -> None:
         self.field = field
+        payload = field.type
+        if not (isinstance(payload, type) and issubclass(payload, Payload)):
+            raise TypeError(f"mutation {field.python_name} returns {payload!r}; a mutation returns a Payload subclass")
 
     async def resolve_async(self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info,
                             **kwargs: Any) -> Any:

@@ -147,6 +147,18 @@ async def load_related(info: Info, model: type, id_: uuid.UUID | None) -> Any:
     return wrap(await info.context.by_id(model).load(id_))
 
 
+def related(model: type, attribute: str, *, description: str | None = None) -> Any:
+    """A field that is the ``model`` row its object's row points at through ``attribute`` (e.g.
+    ``prompt: PromptRef = related(models.Prompt, "prompt_id")``), by ``load_related``: batched, no
+    visibility check. The field's type is its annotation."""
+
+    async def resolve(root: strawberry.Parent[Any], info: Info):  # no return type: the annotation gives it
+        return await load_related(info, model, getattr(root.row, attribute))
+
+    resolve.__name__ = f"related_{attribute}"
+    return strawberry.field(resolver=resolve, description=description)
+
+
 async def resolve_nodes(info: Info, ids: Sequence[str]) -> list[Any]:
     """Global IDs -> visible node objects (None where missing or not visible), one batch per type."""
     by_type: dict[str, list[tuple[int, uuid.UUID]]] = {}

@@ -8,8 +8,7 @@ from app.db.models import Deployment as DeploymentRow
 from app.services import deployments as service
 
 from ..core.context import Info
-from ..core.errors import UserError
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from ..core.relay import decode_id
 from .types import Deployment
 
@@ -40,10 +39,9 @@ class UndeployPromptInput:
 
 
 @strawberry.type
-class DeploymentPayload:
+class DeploymentPayload(Payload):
     deployments: list[Deployment] = strawberry.field(
         default_factory=list, description="The active deployments of the environment after the change.")
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
     @classmethod
     def of(cls, rows: list[DeploymentRow]) -> DeploymentPayload:

@@ -9,8 +9,7 @@ import strawberry
 from app.db import models
 from app.services import deployments as service
 
-from ..core.context import Info
-from ..core.relay import Node, global_id, load_related, node, wrap
+from ..core.relay import Node, global_id, node, related, wrap
 
 if TYPE_CHECKING:
     from ..identity.types import User
@@ -47,22 +46,15 @@ class Deployment(Node):
                    traffic_percentage=row.traffic_percentage, is_active=row.retired_at is None,
                    deployed_at=row.deployed_at, retired_at=row.retired_at, row=row)
 
-    @strawberry.field
-    async def prompt(self, info: Info) -> PromptRef:
-        return await load_related(info, models.Prompt, self.row.prompt_id)
-
-    @strawberry.field
-    async def version(self, info: Info) -> VersionRef:
-        return await load_related(info, models.PromptVersion, self.row.version_id)
-
-    @strawberry.field(description="Who made the change that deployed this; null for API keys and deleted users.")
-    async def deployed_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.deployed_by_id)
-
-    @strawberry.field(description="Who made the change that retired this; null while active, for API keys and "
-                                  "for deleted users.")
-    async def retired_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.retired_by_id)
+    prompt: PromptRef = related(models.Prompt, "prompt_id")
+    version: VersionRef = related(models.PromptVersion, "version_id")
+    deployed_by: UserRef | None = related(
+        models.User, "deployed_by_id",
+        description="Who made the change that deployed this; null for API keys and deleted users.")
+    retired_by: UserRef | None = related(
+        models.User, "retired_by_id",
+        description="Who made the change that retired this; null while active, for API keys and "
+                    "for deleted users.")
 
 
 @strawberry.type(description="The answer to: which version should this caller use in this environment right now?")

@@ -9,8 +9,7 @@ from app.services import executions as service
 
 from ..core.context import Info
 from ..core.enums import Priority
-from ..core.errors import UserError
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from ..core.relay import input_id
 from ..models.types import ModelSettingsInput
 from .types import Execution, Feedback
@@ -36,9 +35,8 @@ class ExecutePromptInput:
 
 
 @strawberry.type
-class ExecutionPayload:
+class ExecutionPayload(Payload):
     execution: Execution | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -54,9 +52,8 @@ class SubmitFeedbackInput:
 
 
 @strawberry.type
-class FeedbackPayload:
+class FeedbackPayload(Payload):
     feedback: Feedback | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type

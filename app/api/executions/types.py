@@ -22,7 +22,7 @@ from ..core.child_pages import child_connection
 from ..core.context import Info
 from ..core.enums import ExecutionEventType, ExecutionStatus, LogLevel, Priority, ValidationStatus
 from ..core.pagination import Connection
-from ..core.relay import Node, global_id, input_id, load_related, node, wrap
+from ..core.relay import Node, global_id, input_id, load_related, node, related, wrap
 from ..models.types import ModelSettings
 from ..validations.types import ValidationResult
 from .loaders import FeedbackByExecution, LogsPage, levels_from
@@ -83,13 +83,10 @@ class Feedback(Node):
         return cls(id=global_id(cls, row.id), rating=row.rating, comment=row.comment,
                    created_at=row.created_at, row=row)
 
-    @strawberry.field
-    async def execution(self, info: Info) -> Execution:
-        return await load_related(info, models.Execution, self.row.execution_id)
-
-    @strawberry.field(description="Who gave it (null when given with an API key, or the user was deleted).")
-    async def user(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.user_id)
+    execution: Execution = related(models.Execution, "execution_id")
+    user: UserRef | None = related(
+        models.User, "user_id",
+        description="Who gave it (null when given with an API key, or the user was deleted).")
 
 
 # ------------------------------------------------------------------ Execution
@@ -141,21 +138,12 @@ class Execution(Node):
             started_at=row.started_at, completed_at=row.completed_at, cancel_requested_at=row.cancel_requested_at,
             subject_key=row.subject_key, idempotency_key=row.idempotency_key)
 
-    @strawberry.field
-    async def project(self, info: Info) -> ProjectRef:
-        return await load_related(info, models.Project, self.row.project_id)
-
-    @strawberry.field
-    async def prompt(self, info: Info) -> PromptRef:
-        return await load_related(info, models.Prompt, self.row.prompt_id)
-
-    @strawberry.field
-    async def version(self, info: Info) -> VersionRef:
-        return await load_related(info, models.PromptVersion, self.row.version_id)
-
-    @strawberry.field(description="The deployment that chose the version, when it was chosen by environment.")
-    async def deployment(self, info: Info) -> DeploymentRef | None:
-        return await load_related(info, models.Deployment, self.row.deployment_id)
+    project: ProjectRef = related(models.Project, "project_id")
+    prompt: PromptRef = related(models.Prompt, "prompt_id")
+    version: VersionRef = related(models.PromptVersion, "version_id")
+    deployment: DeploymentRef | None = related(
+        models.Deployment, "deployment_id",
+        description="The deployment that chose the version, when it was chosen by environment.")
 
     @strawberry.field(description="The version's model settings merged with the execution's overrides, provider "
                                   "and model resolved.")
@@ -180,9 +168,7 @@ class Execution(Node):
         i, o = r.input_tokens or 0, r.output_tokens or 0
         return TokenUsage(input_tokens=i, output_tokens=o, total_tokens=i + o)
 
-    @strawberry.field
-    async def requested_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.requested_by_id)
+    requested_by: UserRef | None = related(models.User, "requested_by_id")
 
     @strawberry.field(description="The API key it was submitted with; shown to project admins only.")
     async def api_key(self, info: Info) -> ApiKeyRef | None:

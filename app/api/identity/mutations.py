@@ -10,8 +10,7 @@ from app.db.models.enums import ApiScope
 from app.services import api_keys, identity
 
 from ..core.context import Info
-from ..core.errors import UserError
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from ..core.relay import decode_id
 from .types import ApiKey, User
 
@@ -31,17 +30,15 @@ class LogInInput:
 
 
 @strawberry.type
-class AuthPayload:
+class AuthPayload(Payload):
     token: str | None = strawberry.field(
         default=None, description="A bearer token for the Authorization header; null on failure.")
     user: User | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
-class LogOutPayload:
+class LogOutPayload(Payload):
     ok: bool = False
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -53,10 +50,9 @@ class CreateApiKeyInput:
 
 
 @strawberry.type
-class CreateApiKeyPayload:
+class CreateApiKeyPayload(Payload):
     api_key: ApiKey | None = None
     secret: str | None = strawberry.field(default=None, description="The whole key. Shown here once, never again.")
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -65,9 +61,8 @@ class RevokeApiKeyInput:
 
 
 @strawberry.type
-class ApiKeyPayload:
+class ApiKeyPayload(Payload):
     api_key: ApiKey | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type

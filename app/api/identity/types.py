@@ -14,7 +14,7 @@ from ..core.child_pages import child_connection
 from ..core.context import Info
 from ..core.enums import ApiScope, AuditResult
 from ..core.pagination import Connection
-from ..core.relay import Node, encode_gid, global_id, load_related, node, wrap
+from ..core.relay import Node, encode_gid, global_id, node, related, wrap
 from .loaders import UserProjectsPage
 
 if TYPE_CHECKING:
@@ -74,13 +74,8 @@ class ApiKey(Node):
                    scopes=[ApiScope(s) for s in row.scopes], created_at=row.created_at, expires_at=row.expires_at,
                    last_used_at=row.last_used_at, revoked_at=row.revoked_at, row=row)
 
-    @strawberry.field
-    async def project(self, info: Info) -> ProjectRef:
-        return await load_related(info, models.Project, self.row.project_id)
-
-    @strawberry.field
-    async def created_by(self, info: Info) -> User | None:
-        return await load_related(info, models.User, self.row.created_by_id)
+    project: ProjectRef = related(models.Project, "project_id")
+    created_by: User | None = related(models.User, "created_by_id")
 
 
 @node(models.AuditEvent)
@@ -107,13 +102,8 @@ class AuditEvent(Node):
                    result=AuditResult(row.result), ip_address=row.ip_address, user_agent=row.user_agent,
                    details=row.details, created_at=row.created_at, row=row)
 
-    @strawberry.field
-    async def actor(self, info: Info) -> User | None:
-        return await load_related(info, models.User, self.row.actor_id)
-
-    @strawberry.field
-    async def api_key(self, info: Info) -> ApiKey | None:
-        return await load_related(info, models.ApiKey, self.row.api_key_id)
+    actor: User | None = related(models.User, "actor_id")
+    api_key: ApiKey | None = related(models.ApiKey, "api_key_id")
 
 
 @strawberry.input

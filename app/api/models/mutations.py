@@ -9,8 +9,7 @@ import strawberry
 from app.services import models as model_service
 
 from ..core.context import Info
-from ..core.errors import UserError
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from .types import ModelConfig
 
 
@@ -30,9 +29,8 @@ class UpsertModelConfigInput:
 
 
 @strawberry.type
-class ModelConfigPayload:
+class ModelConfigPayload(Payload):
     model_config: ModelConfig | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type

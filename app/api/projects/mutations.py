@@ -9,9 +9,8 @@ from app.services import credentials, projects
 
 from ..core.context import Info
 from ..core.enums import ProjectRole
-from ..core.errors import UserError
 from ..core.inputs import or_unset
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from ..core.relay import decode_id
 from .types import Project, ProjectMember, ProviderCredential
 
@@ -46,9 +45,8 @@ class UpdateProjectInput:
 
 
 @strawberry.type
-class ProjectPayload:
+class ProjectPayload(Payload):
     project: Project | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -72,9 +70,8 @@ class RemoveProjectMemberInput:
 
 
 @strawberry.type
-class ProjectMemberPayload:
+class ProjectMemberPayload(Payload):
     member: ProjectMember | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -86,9 +83,8 @@ class SetProviderCredentialInput:
 
 
 @strawberry.type
-class ProviderCredentialPayload:
+class ProviderCredentialPayload(Payload):
     credential: ProviderCredential | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type

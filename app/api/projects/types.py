@@ -17,7 +17,7 @@ from ..core.child_pages import child_connection
 from ..core.context import Info
 from ..core.enums import ProjectRole
 from ..core.pagination import Connection
-from ..core.relay import Node, global_id, load_related, node
+from ..core.relay import Node, global_id, node, related
 from ..executions import resolvers as executions
 from ..executions.types import Execution, ExecutionFilter
 from ..identity import resolvers as identity
@@ -48,9 +48,7 @@ class ProjectMember:
     def from_row(cls, row: models.ProjectMember) -> ProjectMember:
         return cls(role=ProjectRole(row.role), added_at=row.added_at, row=row)
 
-    @strawberry.field
-    async def user(self, info: Info) -> User:
-        return await load_related(info, models.User, self.row.user_id)
+    user: User = related(models.User, "user_id")
 
 
 @node(models.ProviderCredential)

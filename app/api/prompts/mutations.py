@@ -7,9 +7,8 @@ from app.db import models
 from app.services import prompt_versions, prompts
 
 from ..core.context import Info
-from ..core.errors import UserError
 from ..core.inputs import or_none
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from ..core.relay import decode_id, global_id
 from .inputs import (
     CreatePromptInput,
@@ -23,28 +22,24 @@ from .types import Prompt, PromptVersion
 
 
 @strawberry.type
-class CreatePromptPayload:
+class CreatePromptPayload(Payload):
     prompt: Prompt | None = None
     version: PromptVersion | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
-class PromptPayload:
+class PromptPayload(Payload):
     prompt: Prompt | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
-class DeletePromptPayload:
+class DeletePromptPayload(Payload):
     deleted_id: strawberry.ID | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
-class PromptVersionPayload:
+class PromptVersionPayload(Payload):
     version: PromptVersion | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type

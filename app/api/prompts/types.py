@@ -23,7 +23,7 @@ from ..core.enums import PromptKind, PromptStatus, TemplateFormat
 from ..core.errors import BadRequest
 from ..core.loaders import Visible
 from ..core.pagination import Connection
-from ..core.relay import Node, decode_id, global_id, load_related, node
+from ..core.relay import Node, decode_id, global_id, node, related
 from ..deployments import resolvers as deployments
 from ..deployments.types import Deployment
 from ..executions import resolvers as executions
@@ -64,13 +64,8 @@ class Prompt(Node):
                    category=row.category, tags=list(row.tags or []), status=PromptStatus(row.status),
                    created_at=row.created_at, updated_at=row.updated_at, published_at=row.published_at)
 
-    @strawberry.field
-    async def project(self, info: Info) -> ProjectRef:
-        return await load_related(info, models.Project, self.row.project_id)
-
-    @strawberry.field
-    async def created_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.created_by_id)
+    project: ProjectRef = related(models.Project, "project_id")
+    created_by: UserRef | None = related(models.User, "created_by_id")
 
     @strawberry.field
     async def latest_version(self, info: Info) -> PromptVersion:
@@ -170,13 +165,8 @@ class PromptVersion(Node):
                    model_settings=ModelSettings.from_dict(row.model_settings), output_schema=row.output_schema,
                    commit_message=row.commit_message, created_at=row.created_at, content_hash=row.content_hash)
 
-    @strawberry.field
-    async def prompt(self, info: Info) -> Prompt:
-        return await load_related(info, models.Prompt, self.row.prompt_id)
-
-    @strawberry.field
-    async def author(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.author_id)
+    prompt: Prompt = related(models.Prompt, "prompt_id")
+    author: UserRef | None = related(models.User, "author_id")
 
     @strawberry.field
     async def is_latest(self, info: Info) -> bool:
@@ -190,9 +180,9 @@ class PromptVersion(Node):
         row = await info.context.loader(VersionByNumber).load((self.row.prompt_id, self.row.number - 1))
         return PromptVersion.from_row(row) if row is not None else None
 
-    @strawberry.field(description="Set when this version was made by rolling back to an older one.")
-    async def restored_from(self, info: Info) -> PromptVersion | None:
-        return await load_related(info, models.PromptVersion, self.row.restored_from_id)
+    restored_from: PromptVersion | None = related(
+        models.PromptVersion, "restored_from_id",
+        description="Set when this version was made by rolling back to an older one.")
 
     @strawberry.field(description=(
         "Difference from another version of the same prompt (`against` is the old side, this version the new "

@@ -9,9 +9,8 @@ from app.services import validations as service
 
 from ..core.context import Info
 from ..core.enums import ValidationType
-from ..core.errors import UserError
 from ..core.inputs import or_unset
-from ..core.mutations import mutation, run
+from ..core.mutations import Payload, mutation, run
 from ..core.relay import decode_id, global_id
 from .types import Validation
 
@@ -39,15 +38,13 @@ class DeleteValidationInput:
 
 
 @strawberry.type
-class ValidationPayload:
+class ValidationPayload(Payload):
     validation: Validation | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
-class DeleteValidationPayload:
+class DeleteValidationPayload(Payload):
     deleted_id: strawberry.ID | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type

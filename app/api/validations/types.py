@@ -17,7 +17,7 @@ from app.db import models
 from ..core.context import Info
 from ..core.enums import ValidationType
 from ..core.loaders import Visible
-from ..core.relay import Node, global_id, load_related, node
+from ..core.relay import Node, global_id, node, related
 
 if TYPE_CHECKING:
     from ..identity.types import User
@@ -44,13 +44,10 @@ class Validation(Node):
         return cls(id=global_id(cls, row.id), name=row.name, type=ValidationType(row.type), config=JSON(row.config),
                    is_active=row.is_active, created_at=row.created_at, updated_at=row.updated_at, row=row)
 
-    @strawberry.field
-    async def prompt(self, info: Info) -> PromptRef:
-        return await load_related(info, models.Prompt, self.row.prompt_id)
-
-    @strawberry.field(description="Who created it; null for API keys and deleted users.")
-    async def created_by(self, info: Info) -> UserRef | None:
-        return await load_related(info, models.User, self.row.created_by_id)
+    prompt: PromptRef = related(models.Prompt, "prompt_id")
+    created_by: UserRef | None = related(
+        models.User, "created_by_id",
+        description="Who created it; null for API keys and deleted users.")
 
 
 def _as_uuid(value: Any) -> uuid.UUID | None:
