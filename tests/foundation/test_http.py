@@ -218,3 +218,20 @@ async def test_metrics_in_prometheus_text_format(client, db_url, gql):
     r = await client.get("/metrics")
     assert 'promptstudio_executions{status="PENDING"} 2' in r.text
     assert "# TYPE promptstudio_jobs gauge" in r.text and 'promptstudio_jobs{kind="execution",status="PENDING"} 1' in r.text
+
+
+async def test_client_mistakes_are_logged_briefly_at_info_and_faults_with_a_traceback(client, caplog):
+    """A bad cursor, an unknown field: the client's doing, one INFO line each, no traceback. A fault of the
+    server: ERROR with its traceback (see test_unexpected_errors_are_masked_and_logged)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="promptstudio.graphql")
+    body = (await client.post("/graphql", json={"query": '{ projects(after: "nope") { totalCount } }'})).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    body = (await client.post("/graphql", json={"query": "{ nosuchfield }"})).json()
+    assert "nosuchfield" in body["errors"][0]["message"]
+    records = [r for r in caplog.records if r.name == "promptstudio.graphql"]
+    assert [r.levelname for r in records] == ["INFO", "INFO"], [(r.levelname, r.getMessage()) for r in records]
+    assert all(r.exc_info is None for r in records)
+    assert "BAD_USER_INPUT" in records[0].getMessage() and "projects" in records[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

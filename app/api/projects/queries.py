@@ -18,8 +18,6 @@ class ProjectQuery:
     @strawberry.field(description="The project with this slug; null when there is none or you may not see it.")
     async def project(self, info: Info, slug: str) -> Project | None:
         ctx = info.context
-        if not ctx.principal.is_authenticated:
-            return None
         async with ctx.db() as session:
             row = (await session.execute(select(models.Project).where(models.Project.slug == slug))
                    ).scalar_one_or_none()
@@ -30,8 +28,6 @@ class ProjectQuery:
     @strawberry.field(description="The caller's projects (all of them for superusers; its own for an API key).")
     async def projects(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[Project]:
         ctx = info.context
-        if not ctx.principal.is_authenticated:
-            return Connection.empty()
         stmt = select(models.Project).where(access.visible_projects(ctx.principal))
         return await keyset_connection(info, stmt, sort_col=models.Project.created_at, id_col=models.Project.id,
                                        first=first, after=after, wrap=Project.from_row)
