@@ -2,7 +2,7 @@
 and ``run_worker``, the whole of a ``promptstudio worker`` process.
 
 ``start_runtime`` builds the database engine and runs the start hooks in order (secret key check,
-event bus, engine: pricing seed, worker pool, retention); ``stop_runtime`` runs the stop hooks in
+sandbox workers, event bus, engine: pricing seed, worker pool, retention); ``stop_runtime`` runs the stop hooks in
 reverse and disposes of the engine.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app import engine
+from app import engine, sandbox
 from app.db.engine import create_engine_and_sessionmaker
 from app.events.bus import EventBus
 from app.providers import aclose_providers
@@ -44,6 +44,14 @@ async def stop_runtime(runtime: Runtime) -> None:
     await runtime.engine.dispose()
 
 
+async def _start_sandbox(runtime: Runtime, *, http: bool = True) -> None:
+    await sandbox.start(runtime.settings)
+
+
+async def _stop_sandbox(runtime: Runtime) -> None:
+    await sandbox.stop()
+
+
 async def _start_bus(runtime: Runtime, *, http: bool = True) -> None:
     runtime.bus = EventBus(runtime.database_url, buffer=runtime.settings.subscriber_buffer)
     await runtime.bus.start()
@@ -55,8 +63,8 @@ async def _stop_bus(runtime: Runtime) -> None:
 
 
 #: Components that run beside HTTP, started in this order (and stopped in reverse).
-START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_bus, engine.start]
-STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_bus, engine.stop]
+START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_sandbox, _start_bus, engine.start]
+STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_sandbox, _stop_bus, engine.stop]
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

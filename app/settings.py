@@ -118,6 +118,16 @@ class Settings:
     introspection: bool = True
     graphiql: bool = True
 
+    # --- the sandbox: untrusted work (templates, regexes, JMESPath, JSON Schema) in worker processes
+    #: Worker processes of the sandbox pool (per server or worker process).
+    sandbox_workers: int = 2
+    #: Seconds a template or rule may run; the worker is killed a second after.
+    sandbox_timeout_seconds: float = 2.0
+    #: Memory a sandbox worker may use beyond what it starts with (MB).
+    sandbox_memory_mb: int = 256
+    #: Largest result a sandbox task may send back (bytes; rendered text is capped at a quarter, in characters).
+    sandbox_max_output_bytes: int = 4_000_000
+
     # --- executions
     #: Concurrent worker tasks inside ``promptstudio serve`` (0 = no in-process workers).
     workers: int = 4
@@ -176,6 +186,10 @@ class Settings:
             max_body_bytes=_int("PROMPTSTUDIO_MAX_BODY_BYTES", 1_000_000, minimum=1024),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
+            sandbox_workers=_int("PROMPTSTUDIO_SANDBOX_WORKERS", 2, minimum=1, maximum=64),
+            sandbox_timeout_seconds=_float("PROMPTSTUDIO_SANDBOX_TIMEOUT_SECONDS", 2.0, minimum=0.1),
+            sandbox_memory_mb=_int("PROMPTSTUDIO_SANDBOX_MEMORY_MB", 256, minimum=32, maximum=65536),
+            sandbox_max_output_bytes=_int("PROMPTSTUDIO_SANDBOX_MAX_OUTPUT_BYTES", 4_000_000, minimum=4096),
             workers=_int("PROMPTSTUDIO_WORKERS", 4, minimum=0, maximum=256),
             lease_seconds=_int("PROMPTSTUDIO_LEASE_SECONDS", 30, minimum=2),
             heartbeat_seconds=_float("PROMPTSTUDIO_HEARTBEAT_SECONDS", 10.0, minimum=0.1),

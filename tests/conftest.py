@@ -66,6 +66,17 @@ async def _admin(pg_server) -> asyncpg.Connection:
     return await asyncpg.connect(pg_server("postgres"))
 
 
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def sandbox_workers():
+    """One sandbox pool for the whole test session (each test's app would otherwise start and stop
+    its own, as a server does once): held here, so stopping a test's app does not close it."""
+    from app import sandbox
+
+    await sandbox.start(Settings())
+    yield
+    await sandbox.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def template_db(pg_server) -> str:
     from app.db.migrate import upgrade

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import sandbox
 from app.db.models import Execution, Job, Validation
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
 from app.providers import (
@@ -39,11 +40,11 @@ from app.providers import (
     get_provider,
     stream_with_retries,
 )
+from app.rules.validation import ValidationOutcome, ValidationResultData, ValidationSpec
 from app.services import crypto, jobs
 from app.services.credentials import MissingCredential, credential_for
 from app.services.execution_events import emit_event, finish, write_log
 from app.services.models import Usage, record_usage
-from app.services.validation_rules import ValidationSpec, apply_validations
 from app.settings import Settings
 
 from .running import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN
@@ -348,7 +349,15 @@ class Run:
                                              Validation.is_active.is_(True))
                     .order_by(Validation.created_at, Validation.id))).scalars())
             specs = [ValidationSpec(id=v.id, name=v.name, type=v.type, config=v.config) for v in validations]
-            outcome = await asyncio.to_thread(apply_validations, output, specs)
+            outcome = await self._validate(output, specs)
+            if outcome is None:  # told to stop while the output was being checked
+                if self.stop_reason == STOP_LEASE_LOST:
+                    return
+                if self.stop_reason == STOP_SHUTDOWN:
+                    await jobs.release(self.sessionmaker, self.job.id, self.worker_id, self.hooks,
+                                       "the worker is stopping")
+                    return
+                status = ExecutionStatus.CANCELLED
         delta, logs = self._take_pending()
         async with self.sessionmaker() as session, session.begin():
             row = await self._locked_row(session)
@@ -381,6 +390,36 @@ class Run:
             else:
                 await write_log(session, row, LogLevel.ERROR, error or "failed")
                 await emit_event(session, row, ExecutionEventType.FAILED.value)
+
+    async def _validate(self, output: str, specs: list[ValidationSpec]) -> ValidationOutcome | None:
+        """The validations applied to the output, in the sandbox; None when the run was told to stop
+        meanwhile (a cancel interrupts a slow check: its sandbox worker is killed)."""
+        if not specs:
+            return ValidationOutcome("SKIPPED", [], None)
+        check = asyncio.ensure_future(sandbox.apply_rules(self.settings, output, specs))
+        stopped = asyncio.ensure_future(self._stopped())
+        try:
+            await asyncio.wait({check, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (check, stopped):
+                task.cancel()
+            await asyncio.gather(check, stopped, return_exceptions=True)
+        if not check.cancelled() and check.exception() is None:
+            return check.result()
+        if self.stop_reason is not None:
+            return None
+        error = check.exception()
+        if not isinstance(error, sandbox.SandboxError):
+            raise error if error is not None else RuntimeError("the validations were cancelled")
+        # The check itself could not finish (too slow, too hungry): every validation fails, saying why.
+        return ValidationOutcome("FAILED", [ValidationResultData(s.id, s.name, False, f"could not be applied: "
+                                                                                      f"{error.message}")
+                                            for s in specs], None)
+
+    async def _stopped(self) -> None:
+        while self.stop_reason is None:
+            self.wake.clear()
+            await self.wake.wait()
 
     async def _record_usage(self, session: AsyncSession, row: Execution, plan: Plan, output: str, latency: int,
                             status: ExecutionStatus) -> None:

@@ -41,6 +41,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import sandbox
 from app.db.models import Execution, Feedback, Prompt, PromptVersion
 from app.db.models.enums import (
     PRIORITY_RANK,
@@ -53,7 +54,6 @@ from app.db.models.enums import (
 )
 from app.providers.registry import provider_names
 from app.settings import Settings
-from app.templating import render
 
 from . import jobs
 from .access import Action, require
@@ -147,13 +147,13 @@ async def _latest_version(session: AsyncSession, prompt: Prompt) -> PromptVersio
     return version
 
 
-async def _render(version: PromptVersion, variables: Any) -> dict:
+async def _render(settings: Settings, version: PromptVersion, variables: Any) -> dict:
     """The rendered prompt as stored on the execution; INVALID errors when the variables do not fit."""
     if not isinstance(variables, dict):
         raise invalid("variables must be a JSON object of variable names and values, e.g. {\"name\": \"Ada\"}.",
                       ["input", "variables"])
     content = content_of(version)
-    outcome = await asyncio.to_thread(render, content, variables)
+    outcome = await sandbox.render(settings, content, variables)
     declared = [v.name for v in content.variables] if content.variables else None
     errors: list[ServiceError] = []
     for name in outcome.missing_variables:
@@ -257,7 +257,7 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
                                                             req.subject_key)
     elif version is None:
         version = await _latest_version(session, prompt)
-    rendered = await _render(version, req.variables)
+    rendered = await _render(settings, version, req.variables)
     model_settings = _merge_model_settings(version, req.model_settings, settings)
     # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),

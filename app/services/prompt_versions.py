@@ -79,7 +79,7 @@ async def create_prompt_version(tx: Tx, *,
     errors: list[ServiceError] = []
     commit_message, err = check_commit_message(commit_message, ["input", "commitMessage"])
     errors += [err] if err else []
-    content, content_errors = check_content(content, declared, ["input", "content"])
+    content, content_errors = await check_content(tx.settings, content, declared, ["input", "content"])
     errors += content_errors
     if base_version is not None and not 1 <= base_version <= prompt.latest_version:
         errors.append(invalid(f"baseVersion {base_version} does not exist; this prompt's versions are "

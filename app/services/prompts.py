@@ -11,7 +11,7 @@ Rules decided here (and documented in the GraphQL descriptions):
   first spelling's position is kept.
 - **Description** at most 5,000 characters, **category** at most 100, **commit message** at most
   2,000; each is trimmed and an empty one counts as none.
-- **Content** is checked by ``app.templating.validate_content``; its problems are reported under
+- **Content** is checked by ``app.templating.validate_content``, in the sandbox; its problems are reported under
   ``["input", "content", ...]``.
 
 Every function here runs inside ``audited(...)`` (one transaction) and checks permissions first.
@@ -27,14 +27,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import sandbox
 from app.db.models import Prompt, PromptVersion
 from app.db.models.enums import PromptStatus
+from app.settings import Settings
 from app.templating import (
     PromptContent,
     VariableSpec,
     canonical_dict,
     content_hash,
-    validate_content,
 )
 
 from . import access
@@ -126,10 +127,11 @@ def check_commit_message(value: Any, field: list[str]):
     return _optional_text(value, MAX_COMMIT_MESSAGE, "commit message", field)
 
 
-def check_content(content: PromptContent, declared: list[VariableSpec] | None,
-                  field: list[str]) -> tuple[PromptContent, list[ServiceError]]:
-    """Content validated and normalised by app.templating, its problems as INVALID errors under ``field``."""
-    normalised, problems = validate_content(content, declared)
+async def check_content(settings: Settings, content: PromptContent, declared: list[VariableSpec] | None,
+                        field: list[str]) -> tuple[PromptContent, list[ServiceError]]:
+    """Content validated and normalised by app.templating (in the sandbox: templates are untrusted), its
+    problems as INVALID errors under ``field``."""
+    normalised, problems = await sandbox.check_content(settings, content, declared)
     return normalised, [invalid(p.message, [*field, *p.field]) for p in problems]
 
 
@@ -251,7 +253,7 @@ async def create_prompt(tx: Tx, *,
     errors += tag_errors
     commit_message, err = check_commit_message(commit_message, ["input", "commitMessage"])
     errors += [err] if err else []
-    content, content_errors = check_content(content, declared, ["input", "content"])
+    content, content_errors = await check_content(tx.settings, content, declared, ["input", "content"])
     errors += content_errors
     if errors:
         raise many(errors)

@@ -1,7 +1,7 @@
 """Validations of a prompt's outputs: create, update, delete (configs checked up front).
 
 A validation is a named rule (JSON_SCHEMA, REGEX or JMESPATH; see
-:mod:`app.services.validation_rules`) that the execution engine applies to every output of the
+:mod:`app.rules.validation`) that the execution engine applies to every output of the
 prompt while it is active. Its config is checked before it is stored, so a schema that is not a
 schema, a regex that does not compile or risks catastrophic backtracking, or a JMESPath expression
 that does not parse is a user error at ``["input", "config", ...]`` saying why. Names are unique
@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import sandbox
 from app.db.models import Prompt, Validation
 from app.db.models.enums import ValidationType
+from app.settings import Settings
 
-from . import validation_rules
 from .access import Action, require
 from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
@@ -40,8 +41,9 @@ def _check_name(name: Any, field: list[str]) -> str:
     return name
 
 
-def _check_config(type_: str, config: Any) -> dict:
-    problems = validation_rules.check_config(type_, config)
+async def _check_config(settings: Settings, type_: str, config: Any) -> dict:
+    """The config, checked (compiled) in the sandbox: patterns, schemas and expressions are untrusted."""
+    problems = await sandbox.check_rule(settings, type_, config)
     if problems:
         raise many([invalid(p.message, ["input", "config", *p.field]) for p in problems])
     return config
@@ -94,7 +96,7 @@ async def create_validation(tx: Tx, *,
                               f"{', '.join(ValidationType.values())}.", ["input", "type"]))
     else:
         try:
-            _check_config(type_value, config)
+            await _check_config(tx.settings, type_value, config)
         except ServiceError as exc:
             errors.extend(exc.errors)
     if errors:
@@ -162,7 +164,7 @@ async def update_validation(tx: Tx, *,
                                   ["input", "config"]))
         else:
             try:
-                _check_config(row.type, config)
+                await _check_config(tx.settings, row.type, config)
                 if config != row.config:
                     changes["config"] = config
             except ServiceError as exc:

@@ -76,6 +76,8 @@ def analyse(template: str) -> TemplateAnalysis:
     result = TemplateAnalysis()
     try:
         tokens = _tokens(template)
+    except MemoryError:  # out of memory: the sandbox worker reports it and is replaced
+        raise
     except Exception as exc:  # mstache raises SyntaxError subclasses; be safe with anything
         result.errors.append(_syntax_message(exc))
         return result

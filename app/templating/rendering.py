@@ -38,6 +38,8 @@ def render(content: PromptContent, variables: Any, *, limits: RenderLimits | Non
     or None for none; anything else is reported as an error)."""
     try:
         return _render(content, {} if variables is None else variables, limits or DEFAULT_LIMITS)
+    except MemoryError:  # out of memory: the sandbox worker reports it and is replaced
+        raise
     except Exception as exc:  # the contract: report, never raise
         logger.exception("unexpected error while rendering a prompt")
         return RenderOutcome(None, None, None, [], [], [f"rendering failed unexpectedly: {type(exc).__name__}: {exc}"])

@@ -315,6 +315,8 @@ def _check_output_schema(schema: Any, error) -> Any:
         except SchemaError as exc:
             where = "/".join(str(p) for p in exc.path)
             error(["outputSchema"], f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}")
+        except MemoryError:  # out of memory: the sandbox worker reports it and is replaced
+            raise
         except Exception as exc:  # e.g. an unknown $schema dialect URL
             error(["outputSchema"], f"not a valid JSON Schema: {exc}")
     return schema

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.services.validation_rules import (
+from app.rules.validation import (
     MAX_PATTERN_LENGTH,
     MAX_SCHEMA_BYTES,
     REGEX_TIMEOUT_SECONDS,

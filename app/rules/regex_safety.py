@@ -1,9 +1,11 @@
-"""Static detection of regular expressions prone to catastrophic backtracking.
+"""Static checks of regular expressions written by users, before anything compiles or runs them.
 
 ``backtracking_risk(pattern)`` parses the pattern with Python's own parser and looks, inside
-every repetition, for two ways of matching the same text. Used by the REGEX validation and for
-the ``pattern``/``patternProperties`` of JSON Schemas (which jsonschema runs with plain ``re``
-and no timeout).
+every repetition, for two ways of matching the same text. ``repeat_size_problem(pattern)`` refuses
+counted repeats that multiply to a huge size (``(?:(?:a{999}){999}){999}``: compiling that makes
+the matching engine build a program of ~10^9 steps). Used by the REGEX validation and for the
+``pattern``/``patternProperties`` of JSON Schemas (which jsonschema runs with plain ``re`` and no
+timeout). Both are cheap; the sandbox's limits stay behind them.
 """
 from __future__ import annotations
 
@@ -38,6 +40,51 @@ def backtracking_risk(pattern: str, flags: int = 0) -> str | None:
     not compile.
     """
     return _Analyzer(_sre_parse.parse(pattern, flags)).run()
+
+
+#: Largest "size" of a pattern's counted repeats (the counts multiplied through the nesting).
+MAX_REPEAT_SIZE = 100_000
+
+
+def repeat_size(pattern: str, flags: int = 0) -> int:
+    """How many times the pattern's parts may be repeated by counted repeats, multiplied through
+    their nesting: ``a{3}`` is 3, ``(?:a{10}b){5}`` is 55, ``(?:(?:a{99}){99}){99}`` is 970,299.
+    An unbounded repeat (``*``, ``+``, ``{2,}``) counts its minimum: nothing is copied beyond it."""
+    return _size(_sre_parse.parse(pattern, flags))
+
+
+def repeat_size_problem(pattern: str, flags: int = 0, limit: int = MAX_REPEAT_SIZE) -> str | None:
+    """Why ``pattern``'s counted repeats are too big for the matching engine, or None. Raises
+    ``re.error`` when the pattern does not compile."""
+    size = repeat_size(pattern, flags)
+    if size <= limit:
+        return None
+    return (f"its counted repeats ({{m,n}}) multiply to {size:,} through their nesting; at most {limit:,} are "
+            "allowed (use * or + for long runs, or fewer nested counts)")
+
+
+def _size(items: Any) -> int:
+    total = 0
+    for op, av in items:
+        if op in _REPEAT_OPS:
+            low, high, sub = av
+            count = low if high == _UNBOUNDED else high
+            total += max(count, 1) * _size(sub)
+        elif op is _OP.SUBPATTERN:
+            total += _size(av[-1])
+        elif op is _OP.BRANCH:
+            total += max((_size(b) for b in av[1]), default=0)
+        elif op in (_OP.ASSERT, _OP.ASSERT_NOT):
+            total += _size(av[1])
+        elif op is _OP.ATOMIC_GROUP:
+            total += _size(av)
+        elif op is _OP.GROUPREF_EXISTS:
+            total += max(_size(av[1]), _size(av[2]) if av[2] is not None else 0)
+        else:
+            total += 1
+        if total > 10 * MAX_REPEAT_SIZE * MAX_REPEAT_SIZE:  # far past any limit: stop multiplying
+            return total
+    return total
 
 
 

@@ -21,11 +21,11 @@ ignored, and so is a single Markdown code fence around the whole output (```` ``
 or a bare ```` ``` ````), because models often wrap JSON that way. Text outside the fence is
 not tolerated. ``NaN`` and ``Infinity`` are refused: they are not JSON.
 
-Regular expressions are checked statically for catastrophic backtracking (see
-:func:`backtracking_risk`), and at apply time they run with the ``regex`` module's timeout as
-a second line of defence (``regex_timeout``, 1 s by default). Matching releases the GIL
-(``concurrent=True``), so callers on an event loop should run :func:`apply_validations` in a
-worker thread.
+Regular expressions are checked statically for catastrophic backtracking and for counted repeats
+that multiply to a huge size (see :mod:`app.rules.regex_safety`), and at apply time they run with
+the ``regex`` module's timeout as a second line of defence (``regex_timeout``, 1 s by default).
+Everything here is untrusted work: the server runs it in the sandbox (``app.sandbox``), never in
+its own process.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import referencing.exceptions
 import referencing.jsonschema
 import regex
 
-from .regex_safety import backtracking_risk
+from .regex_safety import backtracking_risk, repeat_size_problem
 
 __all__ = [
     "JMESPATH",
@@ -180,6 +180,8 @@ def apply_validations(
     """
     try:
         specs = list(validations or ())
+    except MemoryError:  # out of memory: the sandbox worker reports it and is replaced
+        raise
     except Exception:  # not a sequence: nothing we can apply
         logger.warning("apply_validations got %r instead of a sequence", type(validations).__name__)
         specs = []
@@ -257,6 +259,8 @@ def _compile(type_name: str, canonical: str) -> tuple[_Rule | None, _Errors]:
         rule, problems = compiler[type_name](config)
     except RecursionError:
         rule, problems = None, [((), "config is nested too deeply to be checked")]
+    except MemoryError:  # out of memory: the sandbox worker reports it and is replaced
+        raise
     except Exception as exc:  # a bug or a library surprise: refuse the config, say what happened
         logger.warning("could not check a %s config", type_name, exc_info=True)
         rule, problems = None, [((), _clip(f"config could not be checked: {type(exc).__name__}: {exc}", 500))]
@@ -286,6 +290,8 @@ def _apply_one(
             return False, "invalid configuration: " + "; ".join(m for _, m in errors), reads_json
         passed, message = rule(output, document, regex_timeout)
         return passed, message, reads_json
+    except MemoryError:  # out of memory: the sandbox worker reports it and is replaced
+        raise
     except Exception as exc:  # never raise: an unexpected failure fails this validation only
         logger.warning("validation %r could not be run", getattr(spec, "id", None), exc_info=True)
         return False, _clip(f"validation could not be run: {type(exc).__name__}: {exc}", 500), False
@@ -361,6 +367,9 @@ def _compile_regex(config: dict) -> tuple[_Rule | None, list]:
     risk = backtracking_risk(pattern, re_flags)
     if risk is not None:
         return None, [(("pattern",), f"pattern is prone to catastrophic backtracking: {risk}")]
+    too_big = repeat_size_problem(pattern, re_flags)
+    if too_big is not None:
+        return None, [(("pattern",), f"pattern is too big to match: {too_big}")]
     try:
         compiled = regex.compile(pattern, regex_flags)
     except regex.error as exc:
@@ -642,11 +651,14 @@ def _schema_pattern_problems(schema: Any) -> list[str]:
                 continue
             try:
                 risk = backtracking_risk(pattern)
+                too_big = repeat_size_problem(pattern)
             except re.error as exc:
                 problems.append(f"pattern at {_json_path(where)} does not compile: {_re_error_text(exc, pattern)}")
                 continue
             if risk is not None:
                 problems.append(f"pattern at {_json_path(where)} is prone to catastrophic backtracking: {risk}")
+            elif too_big is not None:
+                problems.append(f"pattern at {_json_path(where)} is too big to match: {too_big}")
     return problems
 
 
