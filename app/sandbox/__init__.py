@@ -28,35 +28,35 @@ from .pool import Pool, SandboxError
 
 __all__ = ["Pool", "SandboxError", "apply_rules", "check_content", "check_rule", "pool", "render", "start", "stop"]
 
-_pool: Pool | None = None
-#: Runtimes of this process using the pool (``start``/``stop``): it is closed when the last one stops.
-_users = 0
+class _ThisProcess:
+    """The pool of this process (one per process, like the providers' connection pools), and how many
+    runtimes use it (``start``/``stop``): it is closed when the last one stops."""
+
+    pool: Pool | None = None
+    users = 0
 
 
 def pool(settings: Settings | None = None) -> Pool:
     """This process's pool (made with ``settings``, or the defaults, on first use)."""
-    global _pool  # noqa: PLW0603  (one pool per process, like the providers' connection pools)
-    if _pool is None:
+    if _ThisProcess.pool is None:
         s = settings or Settings()
-        _pool = Pool(s.sandbox_workers, s.sandbox_memory_mb, s.sandbox_max_output_bytes)
-    return _pool
+        _ThisProcess.pool = Pool(s.sandbox_workers, s.sandbox_memory_mb, s.sandbox_max_output_bytes)
+    return _ThisProcess.pool
 
 
 async def start(settings: Settings) -> None:
     """A runtime of this process starts using the pool: start its workers now, so the first request does
     not wait for them."""
-    global _users
-    _users += 1
+    _ThisProcess.users += 1
     await pool(settings).start()
 
 
 async def stop() -> None:
     """A runtime stops using the pool; the last one stops its workers (a later call starts new ones)."""
-    global _pool, _users
-    _users = max(0, _users - 1)
-    if _users:
+    _ThisProcess.users = max(0, _ThisProcess.users - 1)
+    if _ThisProcess.users:
         return
-    current, _pool = _pool, None
+    current, _ThisProcess.pool = _ThisProcess.pool, None
     if current is not None:
         await current.close()
 

@@ -186,6 +186,17 @@ def may_read(principal: Principal, role: ProjectRole | None, project_id: uuid.UU
     return permits(principal, role, project_id, rule.action)
 
 
+def read_denied_message(principal: Principal, model: type) -> str:
+    """Why the principal may not read a row of ``model`` it reached (through a relation of something it
+    may read), in words for it: the permission reading it needs."""
+    rule = read_rule(model)
+    while rule.parent is not None:
+        rule = read_rule(rule.parent[0])
+    if rule.action is None:
+        return f"You may not see this {model.__name__}."
+    return f"Reading this {model.__name__} is not allowed: " + _denied_message(principal, rule.action)
+
+
 async def visible_user_ids(session: AsyncSession, principal: Principal, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """The users among ``ids`` that the principal may see (one query; none for superusers and strangers)."""
     wanted = set(ids)

@@ -26,9 +26,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import strawberry
+from strawberry.types.base import StrawberryOptional
+
+from app.services import access
 
 from .context import Info
-from .errors import BadRequest
+from .errors import BadRequest, ClientError
 from .loaders import Visible
 from .pagination import MAX_PAGE
 
@@ -147,13 +150,33 @@ async def load_related(info: Info, model: type, id_: uuid.UUID | None) -> Any:
     return wrap(await info.context.by_id(model).load(id_))
 
 
-def related(model: type, attribute: str, *, description: str | None = None) -> Any:
+def related(model: type, attribute: str, *, description: str | None = None, seen_with_owner: bool = False) -> Any:
     """A field that is the ``model`` row its object's row points at through ``attribute`` (e.g.
-    ``prompt: PromptRef = related(models.Prompt, "prompt_id")``), by ``load_related``: batched, no
-    visibility check. The field's type is its annotation."""
+    ``prompt: PromptRef = related(models.Prompt, "prompt_id")``), batched. The field's type is its
+    annotation.
+
+    What the field returns is governed by the rule of what it returns, whatever the path: the row
+    goes through the ``Visible`` loader (``access.READ_RULES``), exactly as ``node(id)`` would. A row the
+    caller may not see is null for a nullable field, and a FORBIDDEN error for a non-null one (which
+    GraphQL then propagates: an Execution read with a key that lacks PROMPTS_READ gets no prompt).
+    ``seen_with_owner``: whoever may see the owning object may see this one by definition (a member's
+    user, to whoever may see the members — the removal of a member shows the user removed).
+    """
 
     async def resolve(root: strawberry.Parent[Any], info: Info):  # no return type: the annotation gives it
-        return await load_related(info, model, getattr(root.row, attribute))
+        id_ = getattr(root.row, attribute)
+        if id_ is None:
+            return None
+        if seen_with_owner:
+            return await load_related(info, model, id_)
+        row = await info.context.loader(Visible, model).load(id_)
+        if row is not None:
+            return wrap(row)
+        if isinstance(info.return_type, StrawberryOptional):
+            return None
+        if await info.context.by_id(model).load(id_) is None:  # gone meanwhile: say so, reveal nothing else
+            raise ClientError(f"This {model.__name__} no longer exists.", "NOT_FOUND")
+        raise ClientError(access.read_denied_message(info.context.principal, model), "FORBIDDEN")
 
     resolve.__name__ = f"related_{attribute}"
     return strawberry.field(resolver=resolve, description=description)

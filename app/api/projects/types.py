@@ -48,7 +48,7 @@ class ProjectMember:
     def from_row(cls, row: models.ProjectMember) -> ProjectMember:
         return cls(role=ProjectRole(row.role), added_at=row.added_at, row=row)
 
-    user: User = related(models.User, "user_id")
+    user: User = related(models.User, "user_id", seen_with_owner=True)
 
 
 @node(models.ProviderCredential)

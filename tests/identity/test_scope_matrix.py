@@ -1,0 +1,199 @@
+"""Scopes hold on every path: every API-key scope x every node type x the paths that reach it.
+
+An object is governed by the scope of what it is, whatever the path that reaches it: a key that may
+not read prompts gets no version through `node(<execution>) { ... on Execution { version } }`, just as
+`node(<version>)` gives it null. Where the path is a non-null field, the object that holds it goes
+(with a FORBIDDEN error), as GraphQL's null propagation does; nothing of the object leaks.
+
+Each case below is (the type that holds the path, the query, the type it reaches, which object of it).
+The test runs every case with a key of every scope and checks both ways: the object is in the answer
+exactly when the key may read the holder and the object.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tests.executions.util import create_prompt, execute_ok, set_credential, wait_for
+from tests.helpers import create_api_key, create_project, signup
+
+from .util import ERR
+
+ALL_SCOPES = ["PROMPTS_READ", "PROMPTS_WRITE", "EXECUTIONS_READ", "EXECUTIONS_WRITE", "TRACES_READ", "TRACES_WRITE",
+              "EXPERIMENTS_READ", "EXPERIMENTS_WRITE", "PROJECT_ADMIN"]
+PROMPTS = {"PROMPTS_READ", "PROMPTS_WRITE", "PROJECT_ADMIN"}
+EXECUTIONS = {"EXECUTIONS_READ", "EXECUTIONS_WRITE", "PROJECT_ADMIN"}
+#: Which scopes may read an object of each node type (app.services.access.READ_RULES).
+MAY_READ = {
+    "Project": set(ALL_SCOPES), "User": set(ALL_SCOPES), "ModelConfig": set(ALL_SCOPES),
+    "Prompt": PROMPTS, "PromptVersion": PROMPTS, "Deployment": PROMPTS, "Validation": PROMPTS,
+    "Execution": EXECUTIONS, "ExecutionLog": EXECUTIONS, "Feedback": EXECUTIONS,
+    "ApiKey": {"PROJECT_ADMIN"}, "ProviderCredential": {"PROJECT_ADMIN"}, "AuditEvent": {"PROJECT_ADMIN"},
+    # not a node: the member list (VIEW_MEMBERS, which keys have with PROJECT_ADMIN)
+    "ProjectMember": {"PROJECT_ADMIN"},
+}
+
+# (holder type[/types between it and the reached one], query with $id the holder's id (None: the reached
+#  object's id), reached type, which object)
+CASES: list[tuple[str | None, str, str, str]] = [
+    # node(id) itself, for every type
+    *[(None, "query($id: ID!) { node(id: $id) { id } }", t, t) for t in MAY_READ if t != "ProjectMember"],
+    # Prompt
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { prompts { nodes { id } } } } }", "Prompt", "Prompt"),
+    ("Project", 'query($id: ID!) { node(id: $id) { ... on Project { prompt(name: "greeting") { id } } } }', "Prompt",
+     "Prompt"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { prompt { id } } } }", "Prompt", "Prompt"),
+    ("PromptVersion", "query($id: ID!) { node(id: $id) { ... on PromptVersion { prompt { id } } } }", "Prompt",
+     "Prompt"),
+    ("Deployment", "query($id: ID!) { node(id: $id) { ... on Deployment { prompt { id } } } }", "Prompt", "Prompt"),
+    ("Validation", "query($id: ID!) { node(id: $id) { ... on Validation { prompt { id } } } }", "Prompt", "Prompt"),
+    ("Project", 'query($id: ID!) { searchPrompts(projectId: $id, query: "greeting") { prompt { id } } }', "Prompt",
+     "Prompt"),
+    ("Project", 'query($id: ID!) { resolvePrompt(projectId: $id, name: "greeting") { prompt { id } } }', "Prompt",
+     "Prompt"),
+    # PromptVersion
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { versions { nodes { id } } } } }", "PromptVersion",
+     "PromptVersion"),
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { version(number: 1) { id } } } }", "PromptVersion",
+     "PromptVersion"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { version { id template } } } }",
+     "PromptVersion", "PromptVersion"),
+    ("Deployment", "query($id: ID!) { node(id: $id) { ... on Deployment { version { id template } } } }",
+     "PromptVersion", "PromptVersion"),
+    ("Project", 'query($id: ID!) { resolvePrompt(projectId: $id, name: "greeting") { version { id template } } }',
+     "PromptVersion", "PromptVersion"),
+    ("Project/Execution",
+     "query($id: ID!) { node(id: $id) { ... on Project { executions { nodes { version { id template } } } } } }",
+     "PromptVersion", "PromptVersion"),
+    # Deployment
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { deployments { id } } } }", "Deployment", "Deployment"),
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { deploymentHistory { nodes { id } } } } }",
+     "Deployment", "Deployment"),
+    ("PromptVersion", "query($id: ID!) { node(id: $id) { ... on PromptVersion { deployments { id } } } }",
+     "Deployment", "Deployment"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { deployment { id } } } }", "Deployment",
+     "Deployment"),
+    # Validation
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { validations { id } } } }", "Validation", "Validation"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { validationResults { validation { id } } } } }",
+     "Validation", "Validation"),
+    # Execution, its logs and feedback
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { executions { nodes { id } } } } }", "Execution",
+     "Execution"),
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { executions { nodes { id } } } } }", "Execution",
+     "Execution"),
+    ("Feedback", "query($id: ID!) { node(id: $id) { ... on Feedback { execution { id } } } }", "Execution", "Execution"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { logs(first: 100) { nodes { id } } } } }",
+     "ExecutionLog", "ExecutionLog"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { feedback { id } } } }", "Feedback", "Feedback"),
+    # API keys, credentials, the audit log
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { apiKeys { nodes { id } } } } }", "ApiKey", "ApiKey"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { apiKey { id } } } }", "ApiKey", "ApiKey"),
+    ("AuditEvent", "query($id: ID!) { node(id: $id) { ... on AuditEvent { apiKey { id } } } }", "ApiKey", "ApiKey"),
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { providerCredentials { id } } } }",
+     "ProviderCredential", "ProviderCredential"),
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { auditEvents(first: 100) { nodes { id } } } } }",
+     "AuditEvent", "AuditEvent"),
+    # Users
+    ("Project/ProjectMember", "query($id: ID!) { node(id: $id) { ... on Project { members { nodes { user { id } } } } } }",
+     "User", "User"),
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { createdBy { id } } } }", "User", "User"),
+    ("PromptVersion", "query($id: ID!) { node(id: $id) { ... on PromptVersion { author { id } } } }", "User", "User"),
+    ("Deployment", "query($id: ID!) { node(id: $id) { ... on Deployment { deployedBy { id } } } }", "User", "User"),
+    ("Validation", "query($id: ID!) { node(id: $id) { ... on Validation { createdBy { id } } } }", "User", "User"),
+    ("Feedback", "query($id: ID!) { node(id: $id) { ... on Feedback { user { id } } } }", "User", "User"),
+    ("ApiKey", "query($id: ID!) { node(id: $id) { ... on ApiKey { createdBy { id } } } }", "User", "User"),
+    # Projects, from below
+    ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { project { id } } } }", "Project", "Project"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { project { id } } } }", "Project", "Project"),
+    ("ApiKey", "query($id: ID!) { node(id: $id) { ... on ApiKey { project { id } } } }", "Project", "Project"),
+]
+
+
+def ids_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        found = {value["id"]} if isinstance(value.get("id"), str) else set()
+        for v in value.values():
+            found |= ids_in(v)
+        return found
+    if isinstance(value, list):
+        return set().union(*(ids_in(v) for v in value)) if value else set()
+    return set()
+
+
+async def _world(gql, make_app) -> tuple[dict[str, str], dict[str, str]]:
+    """A project with one of everything; returns (node ids by type, a key's secret by scope)."""
+    await signup(gql, "root")  # the first user is a superuser: the owner below is an ordinary user
+    owner, user_id = await signup(gql, "owner")
+    project = await create_project(gql, owner, "matrix")
+    prompt, version = await create_prompt(gql, owner, project, "greeting", template="Secret {{name}}")
+    body = await gql(f"""mutation($v: ID!) {{ deployPromptVersion(input: {{versionId: $v, environment: "production"}})
+        {{ deployments {{ id }} {ERR} }} }}""", {"v": version}, token=owner)
+    deployment = body["data"]["deployPromptVersion"]["deployments"][0]["id"]
+    body = await gql(f"""mutation($p: ID!) {{ createValidation(input: {{promptId: $p, name: "has a name",
+        type: REGEX, config: {{pattern: "Secret"}}}}) {{ validation {{ id }} {ERR} }} }}""", {"p": prompt}, token=owner)
+    validation = body["data"]["createValidation"]["validation"]["id"]
+    await set_credential(gql, owner, project, "openai", "sk-test-credential", "http://127.0.0.1:9")
+    keys = {scope: await create_api_key(gql, owner, project, [scope], name=scope) for scope in ALL_SCOPES}
+    async with make_app(workers=1):  # run one execution, submitted with a key (so it has no requestedBy), to the end
+        execution = await execute_ok(gql, keys["EXECUTIONS_WRITE"], promptId=prompt, environment="production",
+                                     variables={"name": "Ada"})
+        done = await wait_for(gql, owner, execution, fields="id status logs(first: 1) { nodes { id } }")
+    assert done["status"] == "COMPLETED"
+    body = await gql(f"""mutation($e: ID!) {{ submitFeedback(input: {{executionId: $e, rating: 5}}) {{
+        feedback {{ id }} {ERR} }} }}""", {"e": execution}, token=owner)
+    feedback = body["data"]["submitFeedback"]["feedback"]["id"]
+    body = await gql("""query($id: ID!) { node(id: $id) { ... on Project {
+        apiKeys(first: 100) { nodes { id name } } providerCredentials { id }
+        auditEvents(first: 100, filter: {action: "execution.create"}) { nodes { id } } } }
+        models { id } }""", {"id": project}, token=owner)
+    node = body["data"]["node"]
+    ids = {
+        "Project": project, "Prompt": prompt, "PromptVersion": version, "Deployment": deployment,
+        "Validation": validation, "Execution": execution, "ExecutionLog": done["logs"]["nodes"][0]["id"],
+        "Feedback": feedback, "ProviderCredential": node["providerCredentials"][0]["id"],
+        "ApiKey": next(k["id"] for k in node["apiKeys"]["nodes"] if k["name"] == "EXECUTIONS_WRITE"),
+        "AuditEvent": node["auditEvents"]["nodes"][0]["id"], "ModelConfig": body["data"]["models"][0]["id"],
+        "User": user_id,
+    }
+    return ids, keys
+
+
+async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, make_app):
+    ids, keys = await _world(gql, make_app)
+    failures = []
+    forbidden_seen = 0
+    for holder, query, reached, which in CASES:
+        path = holder.split("/") if holder is not None else []
+        holder_id = ids[path[0]] if path else ids[which]
+        for scope in ALL_SCOPES:
+            body = await gql(query, {"id": holder_id}, token=keys[scope], check=False)
+            assert "data" in body, (query, scope, body)  # never a request error
+            for error in body.get("errors", []):
+                code = error.get("extensions", {}).get("code")
+                assert code == "FORBIDDEN", (query, scope, error)  # the only error: a non-null path refused
+                forbidden_seen += 1
+            reachable = all(scope in MAY_READ[t] for t in path)
+            expected = reachable and scope in MAY_READ[reached]
+            got = ids[which] in ids_in(body["data"])
+            if got != expected:
+                failures.append(f"{scope:18} {'sees' if got else 'misses'} {reached} via {query}")
+            if got and "template" in query:
+                assert "Secret" in str(body["data"])
+            if not got:
+                assert "Secret" not in str(body["data"]), (scope, query, body)  # nothing of the version leaks
+    assert not failures, "\n".join(failures)
+    assert forbidden_seen > 0  # e.g. Execution.version (non-null) for EXECUTIONS_READ: refused, not leaked
+
+
+async def test_a_refused_non_null_relation_says_why_and_hides_the_holder(gql, make_app):
+    ids, keys = await _world(gql, make_app)
+    body = await gql("query($id: ID!) { node(id: $id) { ... on Execution { status version { template } } } }",
+                     {"id": ids["Execution"]}, token=keys["EXECUTIONS_READ"], check=False)
+    assert body["data"] == {"node": None}
+    (error,) = body["errors"]
+    assert error["path"] == ["node", "version"] and error["extensions"]["code"] == "FORBIDDEN"
+    assert "PROMPTS_READ" in error["message"] and "PromptVersion" in error["message"]
+    # The same key still reads what it may: the execution without the version
+    body = await gql("query($id: ID!) { node(id: $id) { ... on Execution { status output } } }",
+                     {"id": ids["Execution"]}, token=keys["EXECUTIONS_READ"])
+    assert body["data"]["node"]["status"] == "COMPLETED"
