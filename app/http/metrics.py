@@ -10,6 +10,8 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
+from app import sandbox
+
 _EXECUTIONS = text("SELECT status, count(*) FROM executions WHERE status IN ('PENDING', 'RUNNING') GROUP BY status")
 _JOBS = text("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status ORDER BY kind, status")
 
@@ -32,6 +34,11 @@ async def metrics(request: Request) -> PlainTextResponse:
           [(f'{{status="{s}"}}', counts.get(s, 0)) for s in ("PENDING", "RUNNING")])
     gauge("promptstudio_jobs", "Jobs waiting (PENDING) or held by a worker (RUNNING), by kind (whole database).",
           [(f'{{kind="{kind}",status="{status}"}}', n) for kind, status, n in jobs])
+    untrusted = sandbox.pool()
+    gauge("promptstudio_sandbox_workers", "Sandbox worker processes of this process (untrusted work), by state.",
+          [('{state="busy"}', untrusted.busy), ('{state="idle"}', untrusted.workers - untrusted.busy)])
+    gauge("promptstudio_sandbox_replaced", "Sandbox workers replaced so far (killed when late, out of memory, died).",
+          [("", untrusted.replaced)])
     bus = runtime.bus
     gauge("promptstudio_subscribers", "Live subscriptions served by this process.",
           [("", bus.subscriber_count if bus is not None else 0)])

@@ -81,6 +81,17 @@ class Pool:
         #: Workers replaced so far (killed when late, out of memory, died): for tests and metrics.
         self.replaced = 0
 
+    @property
+    def busy(self) -> int:
+        """Workers running a task now."""
+        idle = self._idle.qsize() if self._idle is not None else 0
+        return max(0, len(self._workers) - idle)
+
+    @property
+    def workers(self) -> int:
+        """Workers alive (idle or busy)."""
+        return len(self._workers)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
