@@ -13,3 +13,8 @@ def execution(execution_id: uuid.UUID) -> str:
 def project_executions(project_id: uuid.UUID) -> str:
     """Every event of a project's executions (projectExecutions filters the status changes)."""
     return f"project:{project_id}:executions"
+
+
+def project_traces(project_id: uuid.UUID) -> str:
+    """Changes of a project's traces (projectTraces): data ``{"traces": [trace row ids]}``."""
+    return f"project:{project_id}:traces"

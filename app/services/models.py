@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
@@ -112,27 +113,49 @@ def compute_cost(config: ModelConfig, input_tokens: int, output_tokens: int, cac
     return Cost(input_usd, output_usd, input_usd + output_usd)
 
 
-async def price_at(session: AsyncSession, provider: str, model: str, at: datetime) -> ModelConfig | None:
-    """The price of ``provider``/``model`` in force at ``at``, or None when there is none.
+class PriceBook:
+    """The price rows of some models, to price many calls with one query (``PriceBook.load``).
 
-    The exact (provider, model) wins; otherwise the model is looked up in the shipped table's
-    names (aliases, a router prefix like ``openai/gpt-4o``, a dated snapshot suffix), so
+    A model is found by its exact (provider, model) first; otherwise by the shipped table's names
+    (aliases, a router prefix like ``openai/gpt-4o``, a dated snapshot suffix), so
     ``gpt-4o-2024-08-06`` is priced as ``gpt-4o``.
     """
-    candidates = [(provider, model)]
-    entry = find_model_pricing(model, provider)
-    if entry is not None and (entry["provider"], entry["modelId"]) not in candidates:
-        candidates.append((entry["provider"], entry["modelId"]))
-    stmt = (select(ModelConfig)
-            .where(tuple_(ModelConfig.provider, ModelConfig.model_id).in_(candidates),
-                   ModelConfig.is_active.is_(True), ModelConfig.effective_from <= at)
-            .order_by(ModelConfig.effective_from.desc()))
-    rows = (await session.execute(stmt)).scalars().all()
-    for wanted in candidates:  # preference order first, then the latest row of that name
-        for row in rows:
-            if (row.provider, row.model_id) == wanted:
-                return row
-    return None
+
+    def __init__(self, candidates: dict[tuple[str, str], list[tuple[str, str]]], rows: Sequence[ModelConfig]):
+        self._candidates = candidates
+        self._rows: dict[tuple[str, str], list[ModelConfig]] = {}
+        for row in sorted(rows, key=lambda r: r.effective_from, reverse=True):  # newest first
+            self._rows.setdefault((row.provider, row.model_id), []).append(row)
+
+    @classmethod
+    async def load(cls, session: AsyncSession, models: Iterable[tuple[str, str]]) -> PriceBook:
+        candidates: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for provider, model in models:
+            names = [(provider, model)]
+            entry = find_model_pricing(model, provider)
+            if entry is not None and (entry["provider"], entry["modelId"]) not in names:
+                names.append((entry["provider"], entry["modelId"]))
+            candidates[(provider, model)] = names
+        wanted = sorted({name for names in candidates.values() for name in names})
+        rows: Sequence[ModelConfig] = []
+        if wanted:
+            rows = (await session.execute(
+                select(ModelConfig).where(tuple_(ModelConfig.provider, ModelConfig.model_id).in_(wanted),
+                                          ModelConfig.is_active.is_(True)))).scalars().all()
+        return cls(candidates, rows)
+
+    def at(self, provider: str, model: str, when: datetime) -> ModelConfig | None:
+        """The price of ``provider``/``model`` in force at ``when``, or None when there is none."""
+        for name in self._candidates.get((provider, model), [(provider, model)]):
+            for row in self._rows.get(name, ()):
+                if row.effective_from <= when:
+                    return row
+        return None
+
+
+async def price_at(session: AsyncSession, provider: str, model: str, at: datetime) -> ModelConfig | None:
+    """The price of ``provider``/``model`` in force at ``at``, or None when there is none (see PriceBook)."""
+    return (await PriceBook.load(session, [(provider, model)])).at(provider, model, at)
 
 
 def current_configs_stmt(provider: str | None = None, at: datetime | None = None):
@@ -285,7 +308,9 @@ async def record_usage(session: AsyncSession, usage: Usage) -> Recorded:
     zero = Decimal(0)
     session.add(LlmUsage(
         project_id=usage.project_id, provider=usage.provider, model=usage.model, input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens, input_cost_usd=cost.input_usd if cost else zero,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=max(0, min(usage.cached_input_tokens, usage.input_tokens)),
+        input_cost_usd=cost.input_usd if cost else zero,
         output_cost_usd=cost.output_usd if cost else zero, total_cost_usd=cost.total_usd if cost else zero,
         tokens_reported=usage.reported, latency_ms=usage.latency_ms, end_user_id=usage.end_user_id,
         prompt_id=usage.prompt_id, version_id=usage.version_id, execution_id=usage.execution_id,
@@ -294,6 +319,6 @@ async def record_usage(session: AsyncSession, usage: Usage) -> Recorded:
 
 
 __all__ = [
-    "Cost", "ModelConfigInput", "Recorded", "Usage", "compute_cost", "current_configs_stmt", "price_at",
+    "Cost", "ModelConfigInput", "PriceBook", "Recorded", "Usage", "compute_cost", "current_configs_stmt", "price_at",
     "record_usage", "seed_pricing", "seed_rows", "upsert_model_config",
 ]

@@ -6,10 +6,11 @@ from .identity import ApiKey, User, UserSession
 from .jobs import Job
 from .projects import Project, ProjectMember, ProviderCredential
 from .prompts import Deployment, Prompt, PromptVersion, Validation
+from .traces import Span, Trace
 from .usage import LlmUsage, ModelConfig
 
 __all__ = [
     "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback", "Job",
-    "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "User",
-    "UserSession", "Validation",
+    "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "Span",
+    "Trace", "User", "UserSession", "Validation",
 ]

@@ -114,3 +114,27 @@ class ExecutionEventType(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+class SpanKind(StrEnum):
+    """What a span did (OpenInference's span kinds, plus HTTP, DATABASE and INTERNAL)."""
+
+    LLM = "LLM"
+    CHAIN = "CHAIN"
+    AGENT = "AGENT"
+    TOOL = "TOOL"
+    RETRIEVER = "RETRIEVER"
+    EMBEDDING = "EMBEDDING"
+    RERANKER = "RERANKER"
+    GUARDRAIL = "GUARDRAIL"
+    HTTP = "HTTP"
+    DATABASE = "DATABASE"
+    INTERNAL = "INTERNAL"
+
+
+class SpanStatus(StrEnum):
+    """OpenTelemetry's status codes."""
+
+    UNSET = "UNSET"
+    OK = "OK"
+    ERROR = "ERROR"

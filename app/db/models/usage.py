@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, Money, created_at, uuid_pk
@@ -50,6 +50,8 @@ class LlmUsage(Base):
     model: Mapped[str] = mapped_column(String(200), nullable=False)
     input_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
     output_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: Of the input tokens, how many were served from the provider's prompt cache (priced apart).
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     input_cost_usd: Mapped[Decimal] = mapped_column(Money, nullable=False)
     output_cost_usd: Mapped[Decimal] = mapped_column(Money, nullable=False)
     total_cost_usd: Mapped[Decimal] = mapped_column(Money, nullable=False)
@@ -62,10 +64,15 @@ class LlmUsage(Base):
     execution_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("executions.id", ondelete="SET NULL"),
                                                            index=True)
     model_config_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("model_configs.id", ondelete="SET NULL"))
+    #: The span of the call (ingested spans with usage, and executions' provider calls).
+    span_pk: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("spans.id", ondelete="SET NULL"))
+    #: When the call happened: the span's time for ingested spans, the time of recording otherwise.
     created_at: Mapped[datetime] = created_at()
 
     __table_args__ = (
         CheckConstraint("input_tokens >= 0 AND output_tokens >= 0", name="tokens_non_negative"),
+        CheckConstraint("cached_input_tokens >= 0 AND cached_input_tokens <= input_tokens", name="cached_within_input"),
+        Index("uq_llm_usage_span_pk", "span_pk", unique=True, postgresql_where=text("span_pk IS NOT NULL")),
         CheckConstraint("input_cost_usd >= 0 AND output_cost_usd >= 0 AND total_cost_usd >= 0",
                         name="cost_non_negative"),
         Index("ix_llm_usage_project_id_created_at", "project_id", "created_at"),
