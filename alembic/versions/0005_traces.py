@@ -1,6 +1,7 @@
 """Traces and spans: ``traces`` (one summary row per trace, kept up to date on write) and ``spans``
 (the big table: BRIN on start_time, stored once per trace and span id); ``llm_usage`` links a call to
-its span and records cached input tokens.
+its span and records cached input tokens; ``executions.render_ms`` (the render span of an execution's
+trace).
 
 Revision ID: 0005
 Revises: 0004
@@ -96,6 +97,7 @@ def upgrade() -> None:
     op.create_index("ix_spans_trace_pk_start_time", "spans", ["trace_pk", "start_time", "id"])
     op.create_index("ix_spans_start_time_brin", "spans", ["start_time"], postgresql_using="brin")
 
+    op.add_column("executions", sa.Column("render_ms", sa.Integer(), nullable=True))
     op.add_column("llm_usage", sa.Column("cached_input_tokens", sa.Integer(), server_default="0", nullable=False))
     op.add_column("llm_usage", sa.Column("span_pk", sa.UUID(), nullable=True))
     op.create_foreign_key(op.f("fk_llm_usage_span_pk_spans"), "llm_usage", "spans", ["span_pk"], ["id"],
@@ -112,5 +114,6 @@ def downgrade() -> None:
     op.drop_constraint(op.f("fk_llm_usage_span_pk_spans"), "llm_usage", type_="foreignkey")
     op.drop_column("llm_usage", "span_pk")
     op.drop_column("llm_usage", "cached_input_tokens")
+    op.drop_column("executions", "render_ms")
     op.drop_table("spans")
     op.drop_table("traces")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.models import Execution, Job
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
 from app.services.execution_events import emit_event, finish, write_log
+from app.services.execution_traces import write_execution_trace
 from app.services.executions import JOB_KIND
 from app.settings import Settings
 
@@ -110,4 +111,5 @@ class ExecutionHandler:
         await write_log(session, row, level, message,
                         {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
         await emit_event(session, row, status.value)  # the event is named as the final status
+        await write_execution_trace(session, row)
         return row

@@ -44,7 +44,9 @@ from app.rules.validation import ValidationOutcome, ValidationResultData, Valida
 from app.services import crypto, jobs
 from app.services.credentials import MissingCredential, credential_for
 from app.services.execution_events import emit_event, finish, write_log
-from app.services.models import Usage, record_usage
+from app.services.execution_traces import CallRecord, Retry, ValidationRecord, write_execution_trace
+from app.services.models import price_call
+from app.services.traces import SpanUsage
 from app.settings import Settings
 
 from .running import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN
@@ -67,6 +69,13 @@ class Plan:
     model: str
     request: ProviderRequest
     credential: Credential
+
+
+def _parameters(request: ProviderRequest) -> dict[str, Any]:
+    """The request's settings, for the call's span (not its messages: they are the trace's input)."""
+    given = {"model": request.model, "temperature": request.temperature, "max_tokens": request.max_tokens,
+             "top_p": request.top_p, "stop": request.stop}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def build_request(execution: Execution, settings: Settings) -> ProviderRequest:
@@ -115,6 +124,8 @@ class Run:
     parts: list[str] = field(default_factory=list)
     usage: UsageReport | None = None
     retries: int = 0
+    retry_events: list[Retry] = field(default_factory=list)
+    validation_record: ValidationRecord | None = None
     call_started: float = 0.0
     call_started_at: datetime | None = None
     first_token: float | None = None
@@ -214,6 +225,7 @@ class Run:
     async def _produce(self, plan: Plan) -> None:
         async def on_retry(error: ProviderError, number: int, delay: float) -> None:
             self.retries = number
+            self.retry_events.append(Retry(datetime.now(UTC), error.message, error.status, delay))
             self.pending_logs.append((LogLevel.WARN.value,
                                       f"{plan.provider_name} call failed: {error.message}; retry {number} of "
                                       f"{self.settings.provider_retries} in {delay:.1f} s",
@@ -337,6 +349,7 @@ class Run:
             await self._end(session, row, ExecutionStatus.FAILED, now)
             await write_log(session, row, LogLevel.ERROR, message)
             await emit_event(session, row, ExecutionEventType.FAILED.value)
+            await write_execution_trace(session, row)
 
     async def _finish(self, status: ExecutionStatus, plan: Plan, *, error: str | None) -> None:
         output = "".join(self.parts)
@@ -372,7 +385,7 @@ class Run:
             await self._write_pending(session, delta, logs)
             now = (await session.execute(select(func.now()))).scalar_one()
             latency = int(((self.ended or time.monotonic()) - self.call_started) * 1000)
-            await self._record_usage(session, row, plan, output, latency, status)
+            usage = await self._record_usage(session, row, plan, output, latency, status)
             if outcome is not None:
                 await self._record_validations(session, row, outcome)
             if status == ExecutionStatus.COMPLETED and row.output is None:
@@ -390,12 +403,26 @@ class Run:
             else:
                 await write_log(session, row, LogLevel.ERROR, error or "failed")
                 await emit_event(session, row, ExecutionEventType.FAILED.value)
+            call = CallRecord(provider=plan.provider_name, model=plan.model,
+                              started_at=self.call_started_at or now, latency_ms=latency,
+                              time_to_first_token_ms=row.time_to_first_token_ms, usage=usage, error=error,
+                              retries=self.retry_events, parameters=_parameters(plan.request))
+            await write_execution_trace(session, row, call=call, validation=self.validation_record)
 
     async def _validate(self, output: str, specs: list[ValidationSpec]) -> ValidationOutcome | None:
         """The validations applied to the output, in the sandbox; None when the run was told to stop
         meanwhile (a cancel interrupts a slow check: its sandbox worker is killed)."""
         if not specs:
             return ValidationOutcome("SKIPPED", [], None)
+        started = datetime.now(UTC)
+        outcome = await self._apply_rules(output, specs)
+        if outcome is not None:
+            self.validation_record = ValidationRecord(
+                started, datetime.now(UTC), outcome.status,
+                [{"name": r.name, "passed": r.passed, "message": r.message} for r in outcome.results])
+        return outcome
+
+    async def _apply_rules(self, output: str, specs: list[ValidationSpec]) -> ValidationOutcome | None:
         check = asyncio.ensure_future(sandbox.apply_rules(self.settings, output, specs))
         stopped = asyncio.ensure_future(self._stopped())
         try:
@@ -422,15 +449,16 @@ class Run:
             await self.wake.wait()
 
     async def _record_usage(self, session: AsyncSession, row: Execution, plan: Plan, output: str, latency: int,
-                            status: ExecutionStatus) -> None:
-        """Tokens (reported or counted), cost at the prices in force, and the usage record, with logs.
+                            status: ExecutionStatus) -> SpanUsage | None:
+        """Tokens (reported or counted) and cost at the prices in force, on the execution and in its logs;
+        returned for the call's span, which records them (its ``llm_usage`` row).
 
-        A call that failed or was cancelled before any text reached us is not recorded: the
-        provider bills nothing for it.
+        A call that failed or was cancelled before any text reached us has no usage: the provider
+        bills nothing for it.
         """
         usage = self.usage
         if usage is None and not output:
-            return
+            return None
         if usage is not None and usage.reported:
             how = f"reported by {plan.provider_name}"
             input_tokens, output_tokens, cached, reported = (usage.input_tokens, usage.output_tokens,
@@ -451,24 +479,26 @@ class Run:
                         f"usage: {input_tokens} input + {output_tokens} output tokens, {how}",
                         {"inputTokens": input_tokens, "outputTokens": output_tokens, "cachedInputTokens": cached,
                          "reported": reported})
-        recorded = await record_usage(session, Usage(
-            project_id=row.project_id, provider=plan.provider_name, model=plan.model, input_tokens=input_tokens,
-            output_tokens=output_tokens, cached_input_tokens=cached, reported=reported, latency_ms=latency,
-            at=self.call_started_at or datetime.now(UTC), end_user_id=row.subject_key,
-            prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id))
-        config, cost = recorded.config, recorded.cost
+        priced = await price_call(session, plan.provider_name, plan.model, input_tokens, output_tokens, cached,
+                                  self.call_started_at or datetime.now(UTC))
+        config, cost = priced.config, priced.cost
+        span_usage = SpanUsage(provider=plan.provider_name, model=plan.model, input_tokens=input_tokens,
+                               output_tokens=output_tokens, cached_input_tokens=cached, latency_ms=latency,
+                               reported=reported, cost=cost, model_config_id=config.id if config else None,
+                               prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id)
         if config is None or cost is None:
             row.cost_usd = None
             await write_log(session, row, LogLevel.WARN,
                             f"no price for {plan.provider_name}/{plan.model}: cost left empty (a superuser can add "
                             "one with upsertModelConfig)", {"provider": plan.provider_name, "model": plan.model})
-            return
+            return span_usage
         row.cost_usd = cost.total_usd
         await write_log(session, row, LogLevel.INFO,
                         f"cost ${cost.total_usd} at {config.provider}/{config.model_id} prices effective from "
                         f"{config.effective_from.date().isoformat()}",
                         {"inputCostUsd": str(cost.input_usd), "outputCostUsd": str(cost.output_usd),
                          "totalCostUsd": str(cost.total_usd), "modelConfigId": str(config.id)})
+        return span_usage
 
     async def _record_validations(self, session: AsyncSession, row: Execution, outcome) -> None:
         row.validation_status = outcome.status

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,7 @@ from .audit import AuditNote
 from .deployments import active_deployments, bucket_for, choose
 from .errors import ServiceError, conflict, invalid, limit_exceeded, many, not_found
 from .execution_events import emit_event, finish, write_log
+from .execution_traces import write_execution_trace
 from .principal import Principal
 from .prompts import content_of
 from .tx import Tx, service
@@ -257,7 +259,9 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
                                                             req.subject_key)
     elif version is None:
         version = await _latest_version(session, prompt)
+    render_started = time.monotonic()
     rendered = await _render(settings, version, req.variables)
+    render_ms = int((time.monotonic() - render_started) * 1000)
     model_settings = _merge_model_settings(version, req.model_settings, settings)
     # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
@@ -271,7 +275,7 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
         deployment_id=deployment.id if deployment is not None else None,
         environment=req.environment if req.version_id is None else None, subject_key=req.subject_key,
         status=ExecutionStatus.PENDING.value, priority=PRIORITY_RANK[Priority(req.priority)],
-        variables=req.variables, model_settings=model_settings, rendered_prompt=rendered,
+        variables=req.variables, model_settings=model_settings, rendered_prompt=rendered, render_ms=render_ms,
         provider=model_settings["provider"], model=model_settings["model"],
         max_attempts=settings.max_attempts, idempotency_key=req.idempotency_key,
         requested_by_id=principal.user_id, api_key_id=principal.api_key_id,
@@ -351,6 +355,7 @@ async def cancel_execution(tx: Tx, *, execution_id: uuid.UUID | None,
             await jobs.remove(session, job)
         await write_log(session, row, LogLevel.INFO, "cancelled before it started")
         await emit_event(session, row, ExecutionEventType.CANCELLED.value)
+        await write_execution_trace(session, row)
     else:
         await session.flush()
         await write_log(session, row, LogLevel.INFO, "cancel requested; telling the worker to stop")

@@ -1,5 +1,6 @@
-"""Model pricing: the shipped table seeded at start-up, admin changes, the cost of a call, and the
-record of every call's tokens and cost (``record_usage``: the one place usage is written).
+"""Model pricing: the shipped table seeded at start-up, admin changes, and the cost of a call
+(``price_call``, ``PriceBook`` for many). Usage records (``llm_usage``) are written with the call's
+span, by ``app.services.traces.write_spans``: the one place usage is written.
 
 Prices are rows of ``model_configs``, each effective from ``effective_from`` on. A price change
 is a new row, so the cost stored on past executions and usage records never changes. The cost
@@ -12,7 +13,6 @@ A call whose model has no price gets **no cost** (null on the execution, 0 with 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.models import LlmUsage, ModelConfig
+from app.db.models import ModelConfig
 from app.providers.pricing import find_model_pricing, pricing_document
 
 from .access import require_superuser
@@ -268,57 +268,24 @@ async def upsert_model_config(tx: Tx, *, data: ModelConfigInput) -> ModelConfig:
 
 
 @dataclass(frozen=True)
-class Usage:
-    """One model call's tokens, as reported by the provider or counted by us, and what it was for."""
-
-    project_id: uuid.UUID
-    provider: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    #: False when the provider reported no usage and the tokens were counted by us.
-    reported: bool
-    #: When the call started: the prices in force then apply.
-    at: datetime
-    cached_input_tokens: int = 0
-    latency_ms: int | None = None
-    end_user_id: str | None = None
-    prompt_id: uuid.UUID | None = None
-    version_id: uuid.UUID | None = None
-    execution_id: uuid.UUID | None = None
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What ``record_usage`` wrote: the price used (None when the model has none) and the cost."""
+class Priced:
+    """The price of a call: the price row used (None when the model has none) and the cost."""
 
     config: ModelConfig | None
     cost: Cost | None
 
 
-async def record_usage(session: AsyncSession, usage: Usage) -> Recorded:
-    """Price a call at the prices in force when it started and add its ``llm_usage`` row (caller's transaction).
-
-    A model without a price gets no cost (None here; 0 with no ``model_config_id`` on the row): a
-    made-up 0 would read as "free".
-    """
-    config = await price_at(session, usage.provider, usage.model, usage.at)
-    cost = compute_cost(config, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) \
-        if config is not None else None
-    zero = Decimal(0)
-    session.add(LlmUsage(
-        project_id=usage.project_id, provider=usage.provider, model=usage.model, input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_input_tokens=max(0, min(usage.cached_input_tokens, usage.input_tokens)),
-        input_cost_usd=cost.input_usd if cost else zero,
-        output_cost_usd=cost.output_usd if cost else zero, total_cost_usd=cost.total_usd if cost else zero,
-        tokens_reported=usage.reported, latency_ms=usage.latency_ms, end_user_id=usage.end_user_id,
-        prompt_id=usage.prompt_id, version_id=usage.version_id, execution_id=usage.execution_id,
-        model_config_id=config.id if config is not None else None))
-    return Recorded(config, cost)
+async def price_call(session: AsyncSession, provider: str, model: str, input_tokens: int, output_tokens: int,
+                     cached_input_tokens: int, at: datetime) -> Priced:
+    """Price a call at the prices in force when it started (``at``). A model without a price gets no
+    cost (None here; 0 with no ``model_config_id`` on its usage record): a made-up 0 would read as "free".
+    The usage record itself is written with the call's span (``app.services.traces.write_spans``)."""
+    config = await price_at(session, provider, model, at)
+    cost = compute_cost(config, input_tokens, output_tokens, cached_input_tokens) if config is not None else None
+    return Priced(config, cost)
 
 
 __all__ = [
-    "Cost", "ModelConfigInput", "PriceBook", "Recorded", "Usage", "compute_cost", "current_configs_stmt", "price_at",
-    "record_usage", "seed_pricing", "seed_rows", "upsert_model_config",
+    "Cost", "ModelConfigInput", "PriceBook", "Priced", "compute_cost", "current_configs_stmt", "price_at", "price_call",
+    "seed_pricing", "seed_rows", "upsert_model_config",
 ]

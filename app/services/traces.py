@@ -33,7 +33,7 @@ from app.db.models.enums import SpanKind, SpanStatus
 from app.events import topics
 from app.events.publish import publish
 
-from .models import PriceBook, compute_cost
+from .models import Cost, PriceBook, compute_cost
 
 #: Trace ids per change notice (a notice must stay under NOTIFY's 8000 bytes).
 NOTICE_TRACES = 150
@@ -49,8 +49,13 @@ class SpanUsage:
     output_tokens: int
     cached_input_tokens: int = 0
     latency_ms: int | None = None
-    #: The call's cost when the span says it; otherwise it is computed from the model's prices.
+    #: False when the provider reported no usage and the tokens were counted by us.
+    reported: bool = True
+    #: The call's total cost when the span says it; otherwise it is computed from the model's prices …
     cost_usd: Decimal | None = None
+    #: … unless the caller priced it already (the engine does, to log it): the cost and its price row.
+    cost: Cost | None = None
+    model_config_id: uuid.UUID | None = None
     prompt_id: uuid.UUID | None = None
     version_id: uuid.UUID | None = None
     execution_id: uuid.UUID | None = None
@@ -102,18 +107,18 @@ RETURNING id, trace_id
 # $9 error, $10 start, $11 end, $12 attributes, $13 events, $14 end user, $15 session, $16 metadata,
 # $17 tags (JSON arrays of strings), and its usage when it has one: $18 provider, $19 model,
 # $20 input, $21 output, $22 cached input, $23 input cost, $24 output cost, $25 total cost,
-# $26 model config, $27 latency, $28 prompt, $29 version, $30 execution.
+# $26 model config, $27 latency, $28 prompt, $29 version, $30 execution, $31 tokens reported.
 _INSERT_SPANS = """
 WITH input AS (
     SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                          $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[], $14::text[],
                          $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::int[], $21::int[],
                          $22::int[], $23::numeric[], $24::numeric[], $25::numeric[], $26::uuid[], $27::int[],
-                         $28::uuid[], $29::uuid[], $30::uuid[])
+                         $28::uuid[], $29::uuid[], $30::uuid[], $31::bool[])
         AS i(id, trace_pk, span_id, parent_span_id, name, kind, status, error, start_time, end_time, attributes,
              events, end_user_id, session_id, metadata, tags, provider, model, input_tokens, output_tokens,
              cached_input_tokens, input_cost, output_cost, total_cost, model_config_id, latency_ms, prompt_id,
-             version_id, execution_id)
+             version_id, execution_id, tokens_reported)
 ), inserted AS (
     INSERT INTO spans (id, trace_pk, project_id, span_id, parent_span_id, name, kind, status, error, start_time,
                        end_time, attributes, events)
@@ -129,8 +134,8 @@ WITH input AS (
                            input_cost_usd, output_cost_usd, total_cost_usd, tokens_reported, latency_ms,
                            end_user_id, prompt_id, version_id, execution_id, model_config_id, span_pk, created_at)
     SELECT $1, provider, model, input_tokens, output_tokens, cached_input_tokens, input_cost, output_cost,
-           total_cost, true, latency_ms, end_user_id, prompt_id, version_id, execution_id, model_config_id, id,
-           coalesce(end_time, start_time)
+           total_cost, tokens_reported, latency_ms, end_user_id, prompt_id, version_id, execution_id,
+           model_config_id, id, coalesce(end_time, start_time)
     FROM new WHERE provider IS NOT NULL
     RETURNING span_pk
 ), summary AS (
@@ -213,21 +218,21 @@ async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Seque
     result.traces = {r["trace_id"]: r["id"] for r in rows}
 
     # 2. the spans, their usage and the traces' summaries
-    book = await PriceBook.load(session, {(s.usage.provider, s.usage.model) for s in spans
-                                          if s.usage is not None and s.usage.cost_usd is None})
-    columns: list[list[Any]] = [[] for _ in range(29)]
+    book = await PriceBook.load(session, {(s.usage.provider, s.usage.model) for s in spans if s.usage is not None
+                                          and s.usage.cost_usd is None and s.usage.cost is None})
+    columns: list[list[Any]] = [[] for _ in range(30)]
     for span_pk, s in zip(uuid7s(len(spans)), spans, strict=True):
         u = s.usage
         values: list[Any] = [span_pk, result.traces[s.trace_id], s.span_id, s.parent_span_id, s.name, s.kind,
                              s.status, s.error, s.start_time, s.end_time, _json(s.attributes), _json(s.events),
                              s.end_user_id, s.session_id, _json(s.metadata), _json(s.tags)]
         if u is None:
-            values += [None] * 13
+            values += [None] * 14
         else:
             input_cost, output_cost, total, config_id = _price(book, u, s.start_time)
             values += [u.provider, u.model, u.input_tokens, u.output_tokens,
                        max(0, min(u.cached_input_tokens, u.input_tokens)), input_cost, output_cost, total,
-                       config_id, u.latency_ms, u.prompt_id, u.version_id, u.execution_id]
+                       config_id, u.latency_ms, u.prompt_id, u.version_id, u.execution_id, u.reported]
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     counted = await conn.fetch(_INSERT_SPANS, project_id, *columns)
@@ -245,6 +250,8 @@ async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Seque
 def _price(book: PriceBook, u: SpanUsage, at: datetime) -> tuple[Decimal, Decimal, Decimal, uuid.UUID | None]:
     """(input, output, total cost, price row) of a call: as the span says, or at the prices in force at ``at``
     (0 with no price row when the model has none)."""
+    if u.cost is not None:
+        return u.cost.input_usd, u.cost.output_usd, u.cost.total_usd, u.model_config_id
     if u.cost_usd is not None:
         return Decimal(0), Decimal(0), u.cost_usd, None
     config = book.at(u.provider, u.model, at)

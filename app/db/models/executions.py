@@ -46,6 +46,8 @@ class Execution(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     time_to_first_token_ms: Mapped[int | None] = mapped_column(Integer)
+    #: How long rendering took at submission (the render span of the execution's trace).
+    render_ms: Mapped[int | None] = mapped_column(Integer)
     #: Worker runs so far, as its job counted them (the job goes when the execution ends; this stays).
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3")
