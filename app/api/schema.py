@@ -13,7 +13,6 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
-    ParserCache,
     ValidationCache,
     max_aliases,
     query_depth_limiter,
@@ -21,7 +20,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
+from .core.extensions import CachedParser, MaskInternalErrors, RefuseBadCredentials, Schema
 from .core.relay import NodeQuery, node_types
 from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
@@ -60,7 +59,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: ParserCache(maxsize=512),
+        lambda: CachedParser(maxsize=512),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
         RefuseBadCredentials,
