@@ -22,6 +22,7 @@ from strawberry.tools import merge_types
 
 from .core.extensions import CachedParser, MaskInternalErrors, RefuseBadCredentials, Schema
 from .core.relay import NodeQuery, node_types
+from .core.text import RefuseUnstorableLiterals, RefuseUnstorableVariables
 from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
 from .executions.mutations import ExecutionMutation
@@ -54,6 +55,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules: list[Any] = [
         query_depth_limiter.create_validator(settings.max_query_depth, None, None),
         max_aliases.create_validator(settings.max_aliases),
+        RefuseUnstorableLiterals,
     ]
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
@@ -63,6 +65,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
         RefuseBadCredentials,
+        RefuseUnstorableVariables,
         MaskInternalErrors,
     ]
     return Schema(
