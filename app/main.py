@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     view = GraphQLView(build_schema(settings), settings)
     routes = [
         Route("/", root, methods=["GET"]),
-        Route("/graphql", view, methods=["GET", "POST"]),
+        Route("/graphql", view),  # every method: the view answers 405 (as JSON) to all but GET and POST
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
