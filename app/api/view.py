@@ -10,7 +10,9 @@ UNAUTHENTICATED (``RefuseBadCredentials``) — over HTTP as a 401 with a GraphQL
 Requests that are not GraphQL requests (a body that is not UTF-8 or not JSON, JSON nested deeper
 than PROMPTSTUDIO_MAX_JSON_DEPTH, a JSON body that is not an object, an unsupported content type or
 method) are answered 4xx with a GraphQL-shaped JSON body, ``{"errors": [{"message", "extensions":
-{"code"}}]}``, never plain text.
+{"code"}}]}``, never plain text. While the database cannot be reached the answer is a 503 with
+``Retry-After`` and a SERVICE_UNAVAILABLE error; a query (never a mutation) whose connection was
+lost under it is run once more first.
 """
 from __future__ import annotations
 
@@ -28,11 +30,13 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from app.db.errors import RETRY_AFTER_SECONDS
 from app.services.auth import InvalidToken, authenticate
 from app.services.principal import Principal
 from app.settings import Settings
 
 from .core.context import Context
+from .core.extensions import SERVICE_UNAVAILABLE
 
 log = logging.getLogger("promptstudio.graphql")
 
@@ -156,11 +160,26 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "Subscriptions are served over WebSocket at /graphql (protocols "
                                      "graphql-transport-ws and graphql-ws), or over HTTP with "
                                      "Accept: text/event-stream or multipart/mixed.")
-        return await super().execute_single(request, request_adapter, sub_response, context, root_value,
-                                            request_data)
+        result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                              request_data)
+        if context.database_error == "lost" and context.operation_type == OperationType.QUERY.value:
+            # A read whose connection died under it (the pool has replaced its connections): once more.
+            log.warning("query %s lost its database connection; running it once more", context.request_id)
+            context.database_error = None
+            context.refresh_loaders()
+            result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                                  request_data)
+        if context.database_error:
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
+        unavailable = [e for e in result.errors or () if (e.extensions or {}).get("code") == SERVICE_UNAVAILABLE]
+        if unavailable:
+            # Nothing of the answer holds: the client is to try again later (503, set above).
+            return {"errors": [{"message": unavailable[0].message, "extensions": {"code": SERVICE_UNAVAILABLE}}]}
         if _is_request_error(result):
             # The request never executed (it did not parse or validate): no "data" entry at all,
             # as GraphQL-over-HTTP asks; with graphql-response+json it is also a 400 (below).
