@@ -22,6 +22,7 @@ from strawberry.tools import merge_types
 
 from .core.extensions import CachedParser, MaskInternalErrors, RefuseBadCredentials, Schema
 from .core.relay import NodeQuery, node_types
+from .core.scalars import SCALAR_OVERRIDES
 from .core.text import RefuseUnstorableLiterals, RefuseUnstorableVariables
 from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
@@ -76,6 +77,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # Node types reachable only through the Node interface must be listed too.
         types=node_types(),
         config=StrawberryConfig(auto_camel_case=True),
+        scalar_overrides=SCALAR_OVERRIDES,
     )
 
 

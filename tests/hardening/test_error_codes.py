@@ -75,7 +75,7 @@ async def test_depth_and_alias_limits(make_app):
     ("query($f: AuditFilter) { project(slug: \"a\") { auditEvents(filter: $f) { totalCount } } }",
      {"f": {"unknown": 1}}),
     ("mutation($i: UpsertModelConfigInput!) { upsertModelConfig(input: $i) { userErrors { code } } }",
-     {"i": {"provider": "x", "model": "y", "inputPricePerMillion": "cheap", "outputPricePerMillion": "1"}}),
+     {"i": {"provider": "x", "modelId": "y", "inputPricePerMillion": "cheap", "outputPricePerMillion": "1"}}),
 ], ids=["wrong-type", "missing", "int-overflow", "datetime", "enum", "unknown-field", "decimal"])
 async def test_variables_that_do_not_fit_their_types(client, query, variables, caplog):
     with caplog.at_level(logging.INFO, logger="promptstudio"):
@@ -86,7 +86,7 @@ async def test_variables_that_do_not_fit_their_types(client, query, variables, c
 async def test_literals_of_custom_scalars_that_do_not_parse(client, caplog):
     """A scalar's parser raising on a literal is the client's mistake, not an internal error."""
     with caplog.at_level(logging.INFO, logger="promptstudio"):
-        codes = await _codes(client, 'mutation { upsertModelConfig(input: {provider: "x", model: "y", '
+        codes = await _codes(client, 'mutation { upsertModelConfig(input: {provider: "x", modelId: "y", '
                                      'inputPricePerMillion: "cheap", outputPricePerMillion: "1"}) { userErrors { code } } }')
     assert set(codes) == {"GRAPHQL_VALIDATION_FAILED"}
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
