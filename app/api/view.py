@@ -30,7 +30,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from app.db.errors import RETRY_AFTER_SECONDS
+from app.db.errors import RETRY_AFTER_SECONDS, is_connection_lost
 from app.services.auth import InvalidToken, authenticate
 from app.services.principal import Principal
 from app.settings import Settings
@@ -120,12 +120,20 @@ class GraphQLView(GraphQL[Context, None]):
             return Principal.anonymous(ip, ua), "The Authorization header must be `Bearer <token>`."
         if token is None:
             return Principal.anonymous(ip, ua), None
-        try:
-            principal = await authenticate(runtime.sessionmaker, token, ip_address=ip, user_agent=ua,
-                                           last_used_resolution=self.settings.last_used_resolution_seconds)
-            return principal, None
-        except InvalidToken as exc:
-            return Principal.anonymous(ip, ua), str(exc)
+        for attempt in (1, 2):
+            try:
+                principal = await authenticate(runtime.sessionmaker, token, ip_address=ip, user_agent=ua,
+                                               last_used_resolution=self.settings.last_used_resolution_seconds)
+                return principal, None
+            except InvalidToken as exc:
+                return Principal.anonymous(ip, ua), str(exc)
+            except Exception as exc:
+                # Authenticating is a read (and an idempotent lastUsedAt): once more when the connection
+                # died under it, whatever the operation; an unreachable database ends up as a 503.
+                if attempt == 2 or not is_connection_lost(exc):
+                    raise
+                log.warning("authenticating lost its database connection; trying once more")
+        raise AssertionError("not reached")
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         runtime = request.app.state.runtime

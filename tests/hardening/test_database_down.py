@@ -119,6 +119,19 @@ async def test_a_query_that_lost_its_connection_is_run_once_more(app, client, gq
     assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
 
 
+async def test_authenticating_a_token_that_lost_its_connection_is_tried_once_more(app, client, gql):
+    """The first statement of a signed-in request (a stale pooled connection after a database restart
+    fails there) is a read: tried once more even for a mutation."""
+    token, _ = await signup(gql, "alice")
+    with connection_killed_under(app, "FROM user_sessions") as seen:
+        r = await client.post("/graphql", json={
+            "query": 'mutation { createProject(input: {name: "Acme", slug: "acme"}) { project { slug } } }'},
+            headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"data": {"createProject": {"project": {"slug": "acme"}}}}
+    assert len(seen) == 2
+
+
 async def test_a_query_that_loses_its_connection_twice_gives_up_with_a_503(app, client, gql):
     token, _ = await signup(gql, "alice")
     await create_project(gql, token, "acme")
