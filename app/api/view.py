@@ -105,7 +105,7 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, f"Unable to parse the request's JSON: {exc.msg}.") from None
 
     async def parse_http_body(self, request_adapter):
-        if request_adapter.method == "POST" and "json" in (request_adapter.content_type or ""):
+        if request_adapter.method == "POST" and "application/json" in (request_adapter.content_type or ""):
             body = await request_adapter.get_body()  # Starlette keeps it: parsing it below reads no more
             if body.lstrip()[:1] not in (b"{", b"["):
                 self.parse_json(body)  # says why it is not JSON, if it is not
