@@ -145,13 +145,15 @@ async def test_schemathesis_finds_nothing(live, caplog, tmp_path, db_url):
         assert process.returncode == 0, text[-20000:]
         internal = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert internal == [], internal
-    # What the run did, from the audit log (every mutation writes an event): it must have got past
-    # the arguments' checks and changed things, not only been refused.
+    # What the run did, from the audit log (every mutation writes an event; schemathesis's requests
+    # are told apart from the seeding by their User-Agent): it must have got past the arguments'
+    # checks and changed things, not only been refused.
     conn = await asyncpg.connect(db_url)
     try:
-        rows = await conn.fetch("SELECT action, result, count(*) AS n FROM audit_events GROUP BY 1, 2 ORDER BY 1, 2")
+        rows = await conn.fetch("SELECT action, result, count(*) AS n FROM audit_events "
+                                "WHERE user_agent ILIKE 'schemathesis%' GROUP BY 1, 2 ORDER BY 1, 2")
     finally:
         await conn.close()
     print("audit events of the run:", ", ".join(f"{r['action']} {r['result']} x{r['n']}" for r in rows))
     succeeded = {r["action"] for r in rows if r["result"] == "SUCCESS"}
-    assert len(succeeded) >= 8, rows
+    assert len(succeeded) >= 5, rows
