@@ -21,6 +21,7 @@ log = logging.getLogger("promptstudio")
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> Starlette:
     from app.api.view import GraphQLView
+    from app.http.errors import JSONServerErrors
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
     from app.http.metrics import metrics
@@ -45,14 +46,17 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     view = GraphQLView(build_schema(settings), settings)
     routes = [
         Route("/", root, methods=["GET"]),
-        Route("/graphql", view, methods=["GET", "POST"]),
+        Route("/graphql", view),  # every method: the view answers 405 (as JSON) to all but GET and POST
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    # Outermost first: exceptions that escape everything else are answered as JSON (503 when the
+    # database cannot be reached, else 500); then the body size limit (413).
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])
+                    middleware=[Middleware(JSONServerErrors),
+                                Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])
     app.state.settings = settings
     return app
 

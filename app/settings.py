@@ -115,6 +115,8 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 5000
     max_body_bytes: int = 1_000_000
+    #: Deepest nesting of arrays and objects in a JSON request body or WebSocket message.
+    max_json_depth: int = 64
     introspection: bool = True
     graphiql: bool = True
 
@@ -184,6 +186,7 @@ class Settings:
             max_aliases=_int("PROMPTSTUDIO_MAX_ALIASES", 30, minimum=0),
             max_tokens=_int("PROMPTSTUDIO_MAX_TOKENS", 5000, minimum=10),
             max_body_bytes=_int("PROMPTSTUDIO_MAX_BODY_BYTES", 1_000_000, minimum=1024),
+            max_json_depth=_int("PROMPTSTUDIO_MAX_JSON_DEPTH", 64, minimum=4, maximum=1000),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
             sandbox_workers=_int("PROMPTSTUDIO_SANDBOX_WORKERS", 2, minimum=1, maximum=64),

@@ -13,7 +13,6 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
-    ParserCache,
     ValidationCache,
     max_aliases,
     query_depth_limiter,
@@ -21,8 +20,10 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
+from .core.extensions import CachedParser, MaskInternalErrors, RefuseBadCredentials, Schema
 from .core.relay import NodeQuery, node_types
+from .core.scalars import SCALAR_OVERRIDES
+from .core.text import RefuseUnstorableLiterals, RefuseUnstorableVariables
 from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
 from .executions.mutations import ExecutionMutation
@@ -55,15 +56,17 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules: list[Any] = [
         query_depth_limiter.create_validator(settings.max_query_depth, None, None),
         max_aliases.create_validator(settings.max_aliases),
+        RefuseUnstorableLiterals,
     ]
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: ParserCache(maxsize=512),
+        lambda: CachedParser(maxsize=512),
         lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=512),
         RefuseBadCredentials,
+        RefuseUnstorableVariables,
         MaskInternalErrors,
     ]
     return Schema(
@@ -74,6 +77,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         # Node types reachable only through the Node interface must be listed too.
         types=node_types(),
         config=StrawberryConfig(auto_camel_case=True),
+        scalar_overrides=SCALAR_OVERRIDES,
     )
 
 

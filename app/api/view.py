@@ -6,9 +6,17 @@ that is not valid (unknown, revoked, expired, malformed): every operation fails 
 UNAUTHENTICATED (``RefuseBadCredentials``) — over HTTP as a 401 with a GraphQL error body and
 ``WWW-Authenticate: Bearer error="invalid_token"``; over WebSocket as an error of each operation
 (the connection itself is accepted, so the client sees why).
+
+Requests that are not GraphQL requests (a body that is not UTF-8 or not JSON, JSON nested deeper
+than PROMPTSTUDIO_MAX_JSON_DEPTH, a JSON body that is not an object, an unsupported content type or
+method) are answered 4xx with a GraphQL-shaped JSON body, ``{"errors": [{"message", "extensions":
+{"code"}}]}``, never plain text. While the database cannot be reached the answer is a 503 with
+``Retry-After`` and a SERVICE_UNAVAILABLE error; a query (never a mutation) whose connection was
+lost under it is run once more first.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,20 +24,26 @@ from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from app.db.errors import RETRY_AFTER_SECONDS, is_connection_lost
 from app.services.auth import InvalidToken, authenticate
 from app.services.principal import Principal
 from app.settings import Settings
 
 from .core.context import Context
+from .core.extensions import SERVICE_UNAVAILABLE
 
 log = logging.getLogger("promptstudio.graphql")
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+#: extensions.code of the 4xx answers to requests that are not GraphQL requests, by status.
+HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE",
+                    415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
 def _bearer(value: Any) -> str | None:
@@ -52,6 +66,53 @@ class GraphQLView(GraphQL[Context, None]):
                          allow_queries_via_get=True, keep_alive=True, keep_alive_interval=15)
         self.settings = settings
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = error_response(request, exc.status_code, exc.reason,
+                                      HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST"),
+                                      headers={"Allow": "GET, POST"} if exc.status_code == 405 else None)
+        await response(scope, receive, send)
+
+    # --- the request body: UTF-8 JSON, an object, not too deep
+
+    def decode_json(self, data: str | bytes) -> object:
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError(f"it is not UTF-8 (byte {exc.object[exc.start]:#04x})", "",
+                                           exc.start) from None
+        limit = self.settings.max_json_depth
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            value = None  # deeper than the interpreter goes: deeper than the limit too
+        else:
+            if not _nested_deeper_than(value, limit):
+                return value
+        raise json.JSONDecodeError(f"it is nested deeper than {limit} levels", "", 0)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return self.decode_json(data)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, f"Unable to parse the request's JSON: {exc.msg}.") from None
+
+    async def parse_http_body(self, request_adapter):
+        if request_adapter.method == "POST" and "application/json" in (request_adapter.content_type or ""):
+            body = await request_adapter.get_body()  # Starlette keeps it: parsing it below reads no more
+            if body.lstrip()[:1] not in (b"{", b"["):
+                self.parse_json(body)  # says why it is not JSON, if it is not
+                raise HTTPException(400, 'The request body must be a JSON object: {"query": "...", '
+                                         '"variables": {...}, "operationName": "..."}.')
+        return await super().parse_http_body(request_adapter)
+
     async def _principal(self, runtime, authorization: Any, ip: str | None,
                          ua: str | None) -> tuple[Principal, str | None]:
         token = _bearer(authorization)
@@ -59,12 +120,20 @@ class GraphQLView(GraphQL[Context, None]):
             return Principal.anonymous(ip, ua), "The Authorization header must be `Bearer <token>`."
         if token is None:
             return Principal.anonymous(ip, ua), None
-        try:
-            principal = await authenticate(runtime.sessionmaker, token, ip_address=ip, user_agent=ua,
-                                           last_used_resolution=self.settings.last_used_resolution_seconds)
-            return principal, None
-        except InvalidToken as exc:
-            return Principal.anonymous(ip, ua), str(exc)
+        for attempt in (1, 2):
+            try:
+                principal = await authenticate(runtime.sessionmaker, token, ip_address=ip, user_agent=ua,
+                                               last_used_resolution=self.settings.last_used_resolution_seconds)
+                return principal, None
+            except InvalidToken as exc:
+                return Principal.anonymous(ip, ua), str(exc)
+            except Exception as exc:
+                # Authenticating is a read (and an idempotent lastUsedAt): once more when the connection
+                # died under it, whatever the operation; an unreachable database ends up as a 503.
+                if attempt == 2 or not is_connection_lost(exc):
+                    raise
+                log.warning("authenticating lost its database connection; trying once more")
+        raise AssertionError("not reached")
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         runtime = request.app.state.runtime
@@ -99,11 +168,26 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "Subscriptions are served over WebSocket at /graphql (protocols "
                                      "graphql-transport-ws and graphql-ws), or over HTTP with "
                                      "Accept: text/event-stream or multipart/mixed.")
-        return await super().execute_single(request, request_adapter, sub_response, context, root_value,
-                                            request_data)
+        result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                              request_data)
+        if context.database_error == "lost" and context.operation_type == OperationType.QUERY.value:
+            # A read whose connection died under it (the pool has replaced its connections): once more.
+            log.warning("query %s lost its database connection; running it once more", context.request_id)
+            context.database_error = None
+            context.refresh_loaders()
+            result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                                  request_data)
+        if context.database_error:
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
+        unavailable = [e for e in result.errors or () if (e.extensions or {}).get("code") == SERVICE_UNAVAILABLE]
+        if unavailable:
+            # Nothing of the answer holds: the client is to try again later (503, set above).
+            return {"errors": [{"message": unavailable[0].message, "extensions": {"code": SERVICE_UNAVAILABLE}}]}
         if _is_request_error(result):
             # The request never executed (it did not parse or validate): no "data" entry at all,
             # as GraphQL-over-HTTP asks; with graphql-response+json it is also a 400 (below).
@@ -124,6 +208,27 @@ class GraphQLView(GraphQL[Context, None]):
         sub = await super().get_sub_response(request)
         sub._ps_request = request  # type: ignore[attr-defined]
         return sub
+
+
+def error_response(request: Request, status: int, message: str, code: str,
+                   headers: dict[str, str] | None = None) -> Response:
+    """A request that is not a GraphQL request, answered in the shape of one."""
+    media = GRAPHQL_RESPONSE_JSON if _wants_graphql_response_json(request) else "application/json"
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})  # ASCII: any text
+    return Response(body, status_code=status, headers=headers, media_type=media)
+
+
+def _nested_deeper_than(value: object, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _is_subscription(query: str, operation_name: str | None) -> bool:

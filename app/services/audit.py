@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.errors import is_database_unavailable
 from app.db.models import AuditEvent
 from app.db.models.enums import AuditResult
 
@@ -64,5 +65,9 @@ async def record_apart(sessionmaker: async_sessionmaker[AsyncSession], principal
     try:
         async with sessionmaker() as session, session.begin():
             session.add(event(principal, note, result, extra))
-    except Exception:  # the audit write must not hide the original problem
-        log.exception("could not write the audit event for %s", note.action)
+    except Exception as exc:  # the audit write must not hide the original problem
+        if is_database_unavailable(exc):  # the original problem, most likely: no traceback for it
+            log.warning("could not write the audit event for %s: the database is unavailable (%s)",
+                        note.action, type(exc).__name__)
+        else:
+            log.exception("could not write the audit event for %s", note.action)

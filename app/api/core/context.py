@@ -44,6 +44,12 @@ class Context:
     connection_params: Any = None
     #: What the process shares across requests (event bus, workers, ...), set by the app.
     services: Runtime | None = None
+    #: "query", "mutation" or "subscription", once the operation is known (set by MaskInternalErrors).
+    operation_type: str | None = None
+    #: Set when the database failed the operation: "lost" (a connection died under a statement: a
+    #: query is worth one more try) or "unreachable" (no connection could be had). The view answers
+    #: 503 with Retry-After.
+    database_error: str | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
