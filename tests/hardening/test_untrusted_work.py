@@ -18,11 +18,11 @@ import psutil
 
 from app import sandbox
 from tests.executions.util import ERR, create_prompt, execute_ok, get_execution, signup, wait_for
-
-FIELDS = "id status validationStatus validationResults { passed message } output"
 from tests.helpers import create_project
 
 from .util import assert_responsive, pinging
+
+FIELDS = "id status validationStatus validationResults { passed message } output"
 
 REGEX_BOMB = "(?:(?:a{999}){999}){999}"
 REGEX_HOLDER = "(?:(?:a{99}){99}){99}"
