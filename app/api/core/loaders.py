@@ -11,6 +11,7 @@ decisions are ``app.services.access``'s; these loaders only batch the reads they
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +35,13 @@ class BaseLoader(DataLoader):
     def __init__(self, ctx: Context, **kwargs: Any):
         super().__init__(**kwargs)
         self.ctx = ctx
+
+    def load(self, key: Any) -> asyncio.Future[Any]:
+        """The value for ``key`` (batched with the other keys of this tick), shielded: the loader hands
+        one cached future to every caller of a key, and a caller cancelled while waiting (a stopped
+        subscription on a shared WebSocket context, say) would otherwise cancel it for all of them —
+        and for every later caller, since the cancelled future stays cached."""
+        return asyncio.shield(super().load(key))
 
 
 class ByIdLoader(BaseLoader):
