@@ -10,6 +10,7 @@ UNAUTHENTICATED (``RefuseBadCredentials``) — over HTTP as a 401 with a GraphQL
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cross_web import HTTPException
@@ -51,6 +52,17 @@ class GraphQLView(GraphQL[Context, None]):
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None,
                          allow_queries_via_get=True, keep_alive=True, keep_alive_interval=15)
         self.settings = settings
+        #: The GraphiQL page (app.http.pages.graphiql_page, set by app.main); None: Strawberry's own.
+        self.ide_page: Callable[[Request], Response] | None = None
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self.ide_page is not None:
+            return self.ide_page(request)
+        return await super().render_graphql_ide(request)
+
+    def cdn_graphiql_html(self) -> str:
+        """Strawberry's GraphiQL page, which loads GraphiQL from a CDN (the fallback when ours is not built)."""
+        return self.graphql_ide_html
 
     async def _principal(self, runtime, authorization: Any, ip: str | None,
                          ua: str | None) -> tuple[Principal, str | None]:
