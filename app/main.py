@@ -63,10 +63,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])
     app.state.settings = settings
-    app.state.assets = assets.load(static_dir or assets.STATIC_DIR)
-    if (settings.graphiql or settings.console) and not app.state.assets.built:
+    app.state.assets = assets.Loader(static_dir or assets.STATIC_DIR)
+    found = app.state.assets()
+    if (settings.graphiql or settings.console) and not found.built:
         log.warning("the browser pages' files are %s: GraphiQL falls back to a CDN (it needs internet access) "
-                    "and /console is not available. %s", app.state.assets.describe(), assets.HOW_TO_BUILD)
+                    "and /console is not available. %s", found.describe(), assets.HOW_TO_BUILD)
     return app
 
 

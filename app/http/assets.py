@@ -91,6 +91,31 @@ def load(directory: Path = STATIC_DIR) -> Assets:
     return Assets(directory, manifest, None, servable)
 
 
+class Loader:
+    """The Assets of a directory, read again when its manifest changes (a rebuild while the server
+    runs, e.g. `python tools/web_build.py` during development): one stat per page."""
+
+    def __init__(self, directory: Path = STATIC_DIR):
+        self.directory = directory
+        self._key: tuple[int, int] | None = None
+        self._assets: Assets | None = None
+
+    def _stamp(self) -> tuple[int, int]:
+        stamps = []
+        for name in (MANIFEST, BUILD_FAILED):
+            try:
+                stamps.append((self.directory / name).stat().st_mtime_ns)
+            except OSError:
+                stamps.append(0)
+        return stamps[0], stamps[1]
+
+    def __call__(self) -> Assets:
+        key = self._stamp()
+        if self._assets is None or key != self._key:
+            self._assets, self._key = load(self.directory), key
+        return self._assets
+
+
 def _accepted(request: Request) -> set[str]:
     accepted = set()
     for part in request.headers.get("accept-encoding", "").split(","):
@@ -103,7 +128,7 @@ def _accepted(request: Request) -> set[str]:
 
 async def static(request: Request) -> Response:
     """GET /static/{name}: a built file, precompressed when the browser accepts it."""
-    assets: Assets = request.app.state.assets
+    assets: Assets = request.app.state.assets()
     name = request.path_params["name"]
     if name not in assets.servable:
         return PlainTextResponse(f"No file {name!r} here.", status_code=404)

@@ -16,6 +16,7 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -76,7 +77,7 @@ def _settings(request: Request) -> Settings:
 
 
 def _assets(request: Request) -> Assets:
-    return request.app.state.assets
+    return request.app.state.assets()
 
 
 # ---------------------------------------------------------------------- /
@@ -85,8 +86,12 @@ def _assets(request: Request) -> Assets:
 async def landing(request: Request) -> Response:
     settings = _settings(request)
     root = _root(request)
-    if settings.graphiql and request.url.query:  # a shared GraphiQL link (?query=...): open it there
-        return RedirectResponse(f"{root}/graphql?{request.url.query}", status_code=307)
+    params = request.query_params
+    if settings.graphiql and ("query" in params or "q" in params):
+        # A shared GraphiQL link: open it there. GraphiQL reads the query from ?q= (GET /graphql?query=
+        # would run the query instead of opening GraphiQL).
+        shared = [("q", v) if k == "query" else (k, v) for k, v in params.multi_items()]
+        return RedirectResponse(f"{root}/graphql?{urlencode(shared)}", status_code=307)
     if not settings.graphiql and not settings.console:
         return PlainTextResponse(API_NOTE)
     links = []

@@ -28,8 +28,10 @@ async def test_the_landing_page_links_the_console_graphiql_metrics_and_the_docs(
 
 
 async def test_a_shared_graphiql_link_at_the_root_still_opens_graphiql(client):
-    r = await client.get("/", params={"query": "{ __typename }"})
-    assert r.status_code == 307 and r.headers["location"] == "/graphql?query=%7B+__typename+%7D"
+    r = await client.get("/", params={"query": "{ __typename }", "variables": "{}"})
+    assert r.status_code == 307 and r.headers["location"] == "/graphql?q=%7B+__typename+%7D&variables=%7B%7D"
+    page = await client.get(r.headers["location"], headers={"accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")  # GraphiQL, not a result
 
 
 async def test_graphiql_is_served_from_our_files_and_opens_on_the_tour(client, built_assets):

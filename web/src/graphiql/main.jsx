@@ -20,6 +20,14 @@ import "graphiql/style.css";
 import "@graphiql/plugin-explorer/style.css";
 import "./graphiql.css";
 
+function stored(key) {
+  try {
+    return window.localStorage.getItem(`graphiql:${key}`) !== null;
+  } catch {
+    return false;
+  }
+}
+
 export function mount(element, config) {
   const fetcher = createGraphiQLFetcher({
     url: config.fetchURL,
@@ -38,6 +46,11 @@ export function mount(element, config) {
     defaultQuery: config.tabs && config.tabs.length ? config.tabs[0].query : undefined,
     defaultHeaders: config.newTabHeaders || undefined,
   };
+  // GraphiQL fills the variables editor from its prop or its storage, not from defaultTabs: the
+  // first time (nothing stored yet), hand it the tour's variables.
+  if (props.defaultTabs && !config.query && !config.variables && !stored("tabState") && !stored("variables")) {
+    props.variables = props.defaultTabs[0].variables;
+  }
   if (config.query) props.query = config.query;
   if (config.variables) props.variables = config.variables;
   if (config.headers) props.headers = config.headers;
