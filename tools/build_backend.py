@@ -12,10 +12,9 @@ the pages. See tools/web_build.py for PROMPTSTUDIO_WEB_BUILD (auto, require, ski
 """
 from __future__ import annotations
 
+import web_build
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403 - the rest of the interface, as setuptools has it
-
-import web_build
 
 
 def _node_requirements() -> list[str]:

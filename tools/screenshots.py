@@ -33,9 +33,9 @@ PASSWORD = "screenshots only"  # noqa: S105 - a throwaway account in a throwaway
 
 
 def post(url: str, query: str, variables: dict | None = None, token: str | None = None) -> dict:
-    request = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query, "variables": variables or {}})
-                                     .encode(), headers={"Content-Type": "application/json",
-                                                         **({"Authorization": f"Bearer {token}"} if token else {})})
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url + "/graphql", data=body, headers=headers)  # noqa: S310 - loopback
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our own server on loopback
         return json.loads(response.read())["data"]
 
@@ -104,7 +104,8 @@ def main() -> int:
     env.pop("DATABASE_URL", None)
     port = free_port()
     subprocess.run([sys.executable, "-m", "app", "demo"], cwd=ROOT, env=env, check=True)
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)],  # noqa: S603 - ours
+                              cwd=ROOT, env=env,
                               stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

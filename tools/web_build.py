@@ -74,7 +74,8 @@ def mode() -> str:
 
 def _node_version(node: str) -> tuple[int, str] | None:
     try:
-        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30,  # noqa: S603 - node
+                             check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.match(r"v(\d+)\.", out.strip())
@@ -141,7 +142,8 @@ def up_to_date() -> bool:
 def _run(command: list[str], node: Node, what: str) -> None:
     print(f"web build: {what}: {' '.join(command)}", flush=True)
     try:
-        done = subprocess.run(command, cwd=WEB, env=node.env(), timeout=NPM_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(command, cwd=WEB, env=node.env(), timeout=NPM_TIMEOUT,  # noqa: S603 - npm, node
+                              stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what} took longer than {NPM_TIMEOUT} s") from None
     except OSError as exc:
