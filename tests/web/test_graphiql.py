@@ -57,7 +57,7 @@ async def test_graphiql_works_offline_and_runs_the_tour(live, offline_page):
 
         # The subscription needs the token: it is authenticated only through connection_init.
         await set_editor(page, variables, json.dumps({"id": execution["id"]}))
-        watched = await run_operation(page, "Watch", until='"COMPLETED"')
+        watched = await run_operation(page, "Watch", until='"type": "COMPLETED"')  # the last event
         event = watched["data"]["executionUpdated"]
         assert event["type"] == "COMPLETED"
         assert event["execution"]["output"] == "Hello Ada, how can I help you with billing?"

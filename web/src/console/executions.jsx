@@ -16,7 +16,11 @@ const FEED = `subscription Feed($projectId: ID!, $filter: ExecutionFilter) {
 }`;
 
 const STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+const RANK = { PENDING: 0, RUNNING: 1, COMPLETED: 2, FAILED: 2, CANCELLED: 2 };
 const LIMIT = 200; // rows kept on screen
+
+const sortRows = (rows) =>
+  rows.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0)).slice(0, LIMIT);
 
 export function ExecutionsView({ api, project, rest }) {
   if (rest[0]) return <ExecutionDetail api={api} project={project} id={rest[0]} />;
@@ -34,15 +38,25 @@ function ExecutionList({ api, project }) {
 
   useEffect(() => {
     let active = true;
-    let reconnects = api.connections;
+    let connections = api.connections;
     seen.current = new Map();
     setRows(null);
     setError(null);
     const load = () =>
       api.request(LIST, { slug: project.slug, filter }).then(
-        (data) => active && setRows(data.project ? data.project.executions.nodes : []),
+        (data) => active && setRows((current) => merge(current, data.project ? data.project.executions.nodes : [])),
         (err) => active && setError(err),
       );
+    // A list read while events arrive: an event may be newer than the read (a status only moves forward,
+    // but for a retry), and executions only the stream has told of stay.
+    const merge = (current, fresh) => {
+      if (!current) return fresh;
+      const mine = new Map(current.map((r) => [r.id, r]));
+      const rows = fresh.map((r) => (mine.has(r.id) && RANK[mine.get(r.id).status] > RANK[r.status] ? mine.get(r.id) : r));
+      const ids = new Set(rows.map((r) => r.id));
+      for (const r of current) if (!ids.has(r.id) && seen.current.has(r.id)) rows.push(r);
+      return sortRows(rows);
+    };
     load();
     const stop = api.subscribe(FEED, { projectId: project.id, filter }, {
       onData: ({ projectExecutions: event }) => {
@@ -58,8 +72,7 @@ function ExecutionList({ api, project }) {
             list.unshift(e);
             setNews(`New execution of ${e.prompt.name}: ${e.status}`);
           }
-          list.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
-          return list.slice(0, LIMIT);
+          return sortRows(list);
         });
       },
       onError: (err) => active && setError(err),
@@ -67,8 +80,11 @@ function ExecutionList({ api, project }) {
     const off = api.onChange(({ live: isLive }) => {
       if (!active) return;
       setLive(isLive);
-      if (isLive && api.connections > reconnects + 1) load(); // reconnected: catch up on what was missed
-      if (isLive) reconnects = Math.max(reconnects, api.connections - 1);
+      if (api.connections > connections) {
+        // (re)connected: read the list again, for what changed while no subscription was listening
+        connections = api.connections;
+        load();
+      }
     });
     setLive(api.live);
     return () => {
