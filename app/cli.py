@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="promptstudio",
         description=(
             "Prompt Studio: a GraphQL server for prompt registries, deployments and LLM executions. "
-            "Start it with `promptstudio serve` and open http://127.0.0.1:8000/graphql for GraphiQL."
+            "Start it with `promptstudio serve` and open http://127.0.0.1:8000/ (the console, GraphiQL); "
+            "`promptstudio demo` loads sample data to look at."
         ),
         epilog=_SETTINGS_NOTE,
     )
@@ -438,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the GraphQL server (migrates the database first)",
         description=(
-            "Run the HTTP server: GraphQL over HTTP and WebSocket at /graphql (GraphiQL in a browser), "
+            "Run the HTTP server: GraphQL over HTTP and WebSocket at /graphql (GraphiQL in a browser), the "
+            "console at /console, a landing page at /, "
             "/healthz, /readyz and /metrics. The database is migrated first. With no DATABASE_URL an "
             "embedded PostgreSQL is started in the data directory and stopped on Ctrl-C or SIGTERM. "
             "PROMPTSTUDIO_WORKERS execution workers run inside the server process."
