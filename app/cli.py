@@ -1,4 +1,4 @@
-"""The ``promptstudio`` command (also ``python -m app``): serve, worker, migrate, export-schema, create-user.
+"""The ``promptstudio`` command (also ``python -m app``): serve, worker, migrate, export-schema, create-user, demo.
 
 Settings come from the environment (``app.settings.Settings.from_env``); the README lists every
 variable. With no ``DATABASE_URL`` the commands that need a database start the embedded PostgreSQL
@@ -251,6 +251,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         graphql = _http_url(settings.host, port, "/graphql")
         print(f"GraphQL endpoint: {graphql}" + ("  (open it in a browser for GraphiQL)" if settings.graphiql else ""),
               flush=True)
+        if settings.console:
+            print(f"Console: {_http_url(settings.host, port, '/console')}  (live executions, prompts, deployments)",
+                  flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         config = uvicorn.Config(
             APP_FACTORY,
@@ -368,6 +371,39 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    _configure_logging("warning" if settings.log_level == "info" else settings.log_level)
+    if args.executions < 0 or args.executions > 200:
+        raise CLIError(f"--executions must be between 0 and 200; got {args.executions}")
+    password = args.password or os.environ.get("PROMPTSTUDIO_PASSWORD") or None
+    from app.demo import DemoError, load
+
+    def say(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    with _database(settings) as (url, _embedded):
+        _migrate(url)
+        print(f"Loading the demo data into project {args.project_slug!r} ...", flush=True)
+        try:
+            result = asyncio.run(load(settings, url, username=args.username, password=password,
+                                      slug=args.project_slug, executions=args.executions, say=say))
+        except DemoError as exc:
+            raise CLIError(str(exc)) from None
+    console = _http_url(settings.host, settings.port, "/console")
+    print(f"\nDone: project {result.project_slug!r} with {result.prompts} prompts ({result.versions} versions), a "
+          f"90/10 traffic split in production, 2 validations and {result.finished} of {result.executions} "
+          "executions finished.")
+    print(f"\nSign in at {console} (start the server first: promptstudio serve, or make serve)")
+    print(f"  username: {result.username}")
+    if result.password:
+        print(f"  password: {result.password}")
+    else:
+        print("  password: the one you gave")
+    print(f"or use GraphiQL at {_http_url(settings.host, settings.port, '/graphql')} with the token from logIn.")
+    return 0
+
+
 # ---------------------------------------------------------------------- argument parser
 
 _SETTINGS_NOTE = (
@@ -391,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="promptstudio",
         description=(
             "Prompt Studio: a GraphQL server for prompt registries, deployments and LLM executions. "
-            "Start it with `promptstudio serve` and open http://127.0.0.1:8000/graphql for GraphiQL."
+            "Start it with `promptstudio serve` and open http://127.0.0.1:8000/ (the console, GraphiQL); "
+            "`promptstudio demo` loads sample data to look at."
         ),
         epilog=_SETTINGS_NOTE,
     )
@@ -402,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the GraphQL server (migrates the database first)",
         description=(
-            "Run the HTTP server: GraphQL over HTTP and WebSocket at /graphql (GraphiQL in a browser), "
+            "Run the HTTP server: GraphQL over HTTP and WebSocket at /graphql (GraphiQL in a browser), the "
+            "console at /console, a landing page at /, "
             "/healthz, /readyz and /metrics. The database is migrated first. With no DATABASE_URL an "
             "embedded PostgreSQL is started in the data directory and stopped on Ctrl-C or SIGTERM. "
             "PROMPTSTUDIO_WORKERS execution workers run inside the server process."
@@ -461,6 +499,26 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--display-name", help="the name shown to others (default: the username)")
     create.add_argument("--superuser", action="store_true", help="may do everything in every project")
     create.set_defaults(func=cmd_create_user)
+
+    demo = sub.add_parser(
+        "demo",
+        help="load sample data (a project, prompts, a traffic split, executions) and say how to sign in",
+        description=(
+            "Load sample data to look at in the console and GraphiQL: a user (created when missing; the first "
+            "account of a server becomes its superuser, as with signUp), a project with three prompts and "
+            "several versions each, a 90/10 traffic split in production, two validations, and executions run "
+            "with the built-in echo provider (it waits for them). Everything goes through the GraphQL API. "
+            "Prints the username and password to sign in with. It needs the database, not a running server: "
+            "run it before or beside `promptstudio serve`."
+        ),
+        epilog=_SETTINGS_NOTE,
+    )
+    demo.add_argument("--username", default="demo", help="the user to sign in as (default: demo)")
+    demo.add_argument("--password", help="its password (default: PROMPTSTUDIO_PASSWORD, else a new random one "
+                                         "for a new user; an existing user needs its password)")
+    demo.add_argument("--project-slug", default="demo", help="the project's slug (default: demo)")
+    demo.add_argument("--executions", type=int, default=12, help="executions to run (default: 12)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

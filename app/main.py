@@ -1,5 +1,6 @@
-"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /healthz, /readyz, /metrics,
-and / (to GraphiQL, or a note on where the API is when GraphiQL is off).
+"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /console, /static (the built
+browser files), /schema.graphql, /healthz, /readyz, /metrics, and / (a landing page, or a note on
+where the API is when GraphiQL and the console are off).
 
 ``create_app(settings)`` builds it; its lifespan opens the database engine, and starts the event
 bus and the execution workers. ``create_app_from_env()`` is the factory uvicorn runs.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,13 +21,15 @@ from app.settings import Settings
 log = logging.getLogger("promptstudio")
 
 
-def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, database_url: str | None = None,
+               static_dir: Path | None = None) -> Starlette:
+    """The app. ``static_dir``: where the built browser files are (default: app/http/static)."""
     from app.api.view import GraphQLView
+    from app.http import assets, pages
     from app.http.errors import JSONServerErrors
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
     from app.http.metrics import metrics
-    from app.http.root import root
 
     settings = settings or Settings.from_env()
     url = database_url or settings.database_url
@@ -43,11 +47,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     from app.api.schema import build_schema
 
-    view = GraphQLView(build_schema(settings), settings)
+    schema = build_schema(settings)
+    view = GraphQLView(schema, settings)
+    view.ide_page = pages.graphiql_page(lambda: GraphQLView.cdn_graphiql_html(view))
     routes = [
-        Route("/", root, methods=["GET"]),
+        Route("/", pages.landing, methods=["GET"]),
         Route("/graphql", view),  # every method: the view answers 405 (as JSON) to all but GET and POST
         WebSocketRoute("/graphql", view),
+        Route("/console", pages.console, methods=["GET"]),
+        Route("/static/{name}", assets.static, methods=["GET"]),
+        Route("/schema.graphql", pages.schema_sdl(schema.as_str().rstrip("\n") + "\n"), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -58,6 +67,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
                     middleware=[Middleware(JSONServerErrors),
                                 Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])
     app.state.settings = settings
+    app.state.assets = assets.Loader(static_dir or assets.STATIC_DIR)
+    found = app.state.assets()
+    if (settings.graphiql or settings.console) and not found.built:
+        log.warning("the browser pages' files are %s: GraphiQL falls back to a CDN (it needs internet access) "
+                    "and /console is not available. %s", found.describe(), assets.HOW_TO_BUILD)
     return app
 
 

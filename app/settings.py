@@ -119,6 +119,8 @@ class Settings:
     max_json_depth: int = 64
     introspection: bool = True
     graphiql: bool = True
+    #: Serve the live console at /console.
+    console: bool = True
 
     # --- the sandbox: untrusted work (templates, regexes, JMESPath, JSON Schema) in worker processes
     #: Worker processes of the sandbox pool (per server or worker process).
@@ -189,6 +191,7 @@ class Settings:
             max_json_depth=_int("PROMPTSTUDIO_MAX_JSON_DEPTH", 64, minimum=4, maximum=1000),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
+            console=_bool("PROMPTSTUDIO_CONSOLE", True),
             sandbox_workers=_int("PROMPTSTUDIO_SANDBOX_WORKERS", 2, minimum=1, maximum=64),
             sandbox_timeout_seconds=_float("PROMPTSTUDIO_SANDBOX_TIMEOUT_SECONDS", 2.0, minimum=0.1),
             sandbox_memory_mb=_int("PROMPTSTUDIO_SANDBOX_MEMORY_MB", 256, minimum=32, maximum=65536),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cross_web import HTTPException
@@ -65,6 +66,17 @@ class GraphQLView(GraphQL[Context, None]):
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None,
                          allow_queries_via_get=True, keep_alive=True, keep_alive_interval=15)
         self.settings = settings
+        #: The GraphiQL page (app.http.pages.graphiql_page, set by app.main); None: Strawberry's own.
+        self.ide_page: Callable[[Request], Response] | None = None
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        if self.ide_page is not None:
+            return self.ide_page(request)
+        return await super().render_graphql_ide(request)
+
+    def cdn_graphiql_html(self) -> str:
+        """Strawberry's GraphiQL page, which loads GraphiQL from a CDN (the fallback when ours is not built)."""
+        return self.graphql_ide_html
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

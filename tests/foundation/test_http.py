@@ -20,19 +20,20 @@ async def test_graphiql_in_a_browser(client):
     assert "graphiql" in r.text.lower()
 
 
-async def test_the_root_sends_a_browser_to_graphiql(client):
+async def test_the_root_is_a_landing_page_and_sends_shared_links_to_graphiql(client):
     r = await client.get("/", headers={"accept": "text/html"})
-    assert r.status_code == 307 and r.headers["location"] == "/graphql"
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'href="/graphql"' in r.text and 'href="/console"' in r.text  # tests/web/test_pages.py: the rest
+    r = await client.get("/", params={"query": "{ __typename }"})  # GraphiQL opens with it (from ?q=)
+    assert r.status_code == 307 and r.headers["location"] == "/graphql?q=%7B+__typename+%7D"
     r = await client.get(r.headers["location"], headers={"accept": "text/html"})
     assert r.status_code == 200 and "graphiql" in r.text.lower()
-    r = await client.get("/", params={"query": "{ __typename }"})  # GraphiQL opens with it
-    assert r.status_code == 307 and r.headers["location"] == "/graphql?query=%7B+__typename+%7D"
 
 
-async def test_the_root_says_where_the_api_is_when_graphiql_is_off(make_app):
+async def test_the_root_says_where_the_api_is_when_graphiql_and_the_console_are_off(make_app):
     import httpx
 
-    async with make_app(graphiql=False) as app:
+    async with make_app(graphiql=False, console=False) as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             r = await c.get("/", headers={"accept": "text/html"})
