@@ -8,9 +8,14 @@ concurrently; one AsyncSession must never be shared between them).
 Shared here: rows by id (``ByIdLoader``), rows grouped by a foreign key (``ManyByKeyLoader``),
 the caller's role per project (``RoleLoader``) and rows the caller may see (``Visible``). The
 decisions are ``app.services.access``'s; these loaders only batch the reads they need.
+
+Cancellation: a value may be awaited by several resolvers, of one operation or (on a WebSocket,
+whose context outlives its operations) of several, so a resolver that is cancelled stops waiting
+without cancelling the value others wait for (``load`` hands out shielded futures).
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +39,10 @@ class BaseLoader(DataLoader):
     def __init__(self, ctx: Context, **kwargs: Any):
         super().__init__(**kwargs)
         self.ctx = ctx
+
+    def load(self, key: Any) -> asyncio.Future[Any]:
+        # The cached future is shared by every waiter: cancelling one waiter must not cancel it.
+        return asyncio.shield(super().load(key))
 
 
 class ByIdLoader(BaseLoader):
