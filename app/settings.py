@@ -115,6 +115,12 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 5000
     max_body_bytes: int = 1_000_000
+    #: Field selections in one document, fragments counted where they are spread; checked before
+    #: validation (whose cost grows faster than the document).
+    max_selections: int = 300
+    #: Times one field may be selected at the same place of a document (fragments included): each
+    #: pair is compared by validation, so many copies of one field are slow to validate.
+    max_repeated_selections: int = 30
     introspection: bool = True
     graphiql: bool = True
 
@@ -174,6 +180,8 @@ class Settings:
             max_aliases=_int("PROMPTSTUDIO_MAX_ALIASES", 30, minimum=0),
             max_tokens=_int("PROMPTSTUDIO_MAX_TOKENS", 5000, minimum=10),
             max_body_bytes=_int("PROMPTSTUDIO_MAX_BODY_BYTES", 1_000_000, minimum=1024),
+            max_selections=_int("PROMPTSTUDIO_MAX_SELECTIONS", 300, minimum=1),
+            max_repeated_selections=_int("PROMPTSTUDIO_MAX_REPEATED_SELECTIONS", 30, minimum=1),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
             workers=_int("PROMPTSTUDIO_WORKERS", 4, minimum=0, maximum=256),

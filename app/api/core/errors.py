@@ -2,7 +2,8 @@
 
 Top-level errors carry ``extensions.code``: UNAUTHENTICATED (no valid credential), BAD_USER_INPUT
 (an argument outside a mutation input is wrong: a cursor, a limit), or a code of the field that
-raised it (``ClientError``). They are client mistakes: logged briefly at INFO, never masked.
+raised it (``ClientError``). The limits refuse a whole operation with QUERY_TOO_LARGE, the figures
+in ``extensions``. They are client mistakes: logged briefly at INFO, never masked.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ class ClientError(GraphQLError):
 
     code = "BAD_REQUEST"
 
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message, extensions={"code": code or self.code})
+    def __init__(self, message: str, code: str | None = None, **extensions: object):
+        super().__init__(message, extensions={"code": code or self.code, **extensions})
 
 
 class Unauthenticated(ClientError):
@@ -57,3 +58,10 @@ class BadRequest(ClientError):
     """A client error in arguments that are not part of a mutation input (e.g. a bad cursor)."""
 
     code = "BAD_USER_INPUT"
+
+
+class QueryTooLarge(ClientError):
+    """A document with more field selections (or copies of one field at one place) than allowed;
+    refused before validation."""
+
+    code = "QUERY_TOO_LARGE"

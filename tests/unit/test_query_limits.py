@@ -1,0 +1,83 @@
+"""The pieces of the GraphQL limits on their own: document size, the document cache."""
+from __future__ import annotations
+
+import pytest
+from graphql import GraphQLSyntaxError, Visitor, get_introspection_query, parse, visit
+
+from app.api.core.document_size import as_written, measure
+from app.api.core.limits import Checked, DocumentCache
+
+GRAPHIQL = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
+                                   schema_description=True, input_value_deprecation=True)
+
+DOCUMENTS = [
+    GRAPHIQL,
+    "{ __typename }",
+    "{ on: viewer { on: id } }",
+    '{ a(x: """ block { string } with \\""" escaped """) { b } }',
+    'mutation { logIn(input: {login: "a", password: "b\\"c}"}) { token user { id } userErrors { code } } }',
+    """query Q($a: Int = 3, $b: In = {x: "}{ y", z: [1, 2.5e3, -7]}) @dir(x: "q") {
+         a: viewer @skip(if: $a) { id ...F ... on User { username } ... @include(if: true) { id } }
+         node(id: "x{y}") { __typename } }  # a comment { a b c }
+       fragment F on User { b: id, c: username }""",
+    "subscription S { executionUpdated(id: $id) { type execution { id status } } }",
+    "query A { viewer { id } } query B { viewer { ...G } } fragment G on User { username } fragment H on User { id }",
+]
+
+
+def _fields(document) -> int:
+    count = 0
+
+    class Fields(Visitor):
+        def enter_field(self, *_):
+            nonlocal count
+            count += 1
+
+    visit(document, Fields())
+    return count
+
+
+@pytest.mark.parametrize("text", DOCUMENTS)
+def test_fields_as_written_are_the_parsers_and_at_most_the_measure(text):
+    document = parse(text)
+    written = as_written(text, max_fields=10_000).fields
+    assert written == _fields(document) <= measure(document, stop_above=10_000).selections
+
+
+def test_counting_from_the_text_stops_past_the_limit_and_counts_tokens_as_the_parser():
+    aliases = lambda n: "{" + " ".join(f"a{i}: __typename" for i in range(n)) + "}"  # noqa: E731
+    assert as_written(aliases(300), max_fields=300).fields == 300
+    assert as_written(aliases(301), max_fields=300).fields == 301
+    assert as_written(aliases(5000), max_fields=300).fields == 301  # stopped there
+    text = DOCUMENTS[5]
+    for limit in range(1, 80):
+        try:
+            parse(text, max_tokens=limit)
+            expected = None
+        except GraphQLSyntaxError as error:
+            expected = error.positions[0]
+        assert as_written(text, max_fields=100, max_tokens=limit).too_many_tokens_at == expected, limit
+
+
+def test_measure_expands_fragments_and_finds_repeated_fields():
+    assert measure(parse(GRAPHIQL), stop_above=1000).selections == 229
+    bomb = " ".join(f"fragment F{i} on User {{ ...F{i + 1} ...F{i + 1} }}" for i in range(40))
+    size = measure(parse("{ viewer { ...F0 } } " + bomb + " fragment F40 on User { id }"), stop_above=300)
+    assert size.selections == 2**40 + 1 and size.repeated == 0  # not walked: over the limit
+    size = measure(parse("{ viewer { ...A ...B id } } fragment A on User { id } fragment B on User { id }"),
+                   stop_above=300)
+    assert (size.selections, size.repeated, size.repeated_at) == (4, 3, "viewer.id")
+    cycle = measure(parse("{ viewer { ...A } } fragment A on User { id ...B } fragment B on User { ...A }"),
+                    stop_above=300)
+    assert cycle.selections == 2  # the cycle is validation's to report
+
+
+def test_the_document_cache_is_bounded_by_the_length_of_its_texts():
+    cache = DocumentCache(max_chars=800, max_entries=10)
+    document = parse("{ __typename }")
+    cache.put("x" * 101, Checked(document, []))  # longer than an eighth of the bound: not kept
+    assert len(cache) == 0
+    for i in range(10):
+        cache.put(f"{i}" * 100, Checked(document, []))
+    assert len(cache) == 8 and cache.chars == 800
+    assert cache.get("0" * 100) is None and cache.get("9" * 100) is not None
