@@ -121,6 +121,9 @@ class Settings:
     #: Times one field may be selected at the same place of a document (fragments included): each
     #: pair is compared by validation, so many copies of one field are slow to validate.
     max_repeated_selections: int = 30
+    #: The most an operation may cost (app/api/core/cost.py: 1 per field, times the items of the lists
+    #: it is inside, plus the weights of expensive fields).
+    max_query_cost: int = 25_000
     introspection: bool = True
     graphiql: bool = True
 
@@ -182,6 +185,7 @@ class Settings:
             max_body_bytes=_int("PROMPTSTUDIO_MAX_BODY_BYTES", 1_000_000, minimum=1024),
             max_selections=_int("PROMPTSTUDIO_MAX_SELECTIONS", 300, minimum=1),
             max_repeated_selections=_int("PROMPTSTUDIO_MAX_REPEATED_SELECTIONS", 30, minimum=1),
+            max_query_cost=_int("PROMPTSTUDIO_MAX_QUERY_COST", 25_000, minimum=1),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
             workers=_int("PROMPTSTUDIO_WORKERS", 4, minimum=0, maximum=256),

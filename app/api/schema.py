@@ -15,7 +15,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
-from .core.limits import DocumentCache, DocumentLimits
+from .core.limits import DocumentCache, DocumentLimits, LimitQueryCost
 from .core.relay import NodeQuery, node_types
 from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
@@ -59,6 +59,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: DocumentLimits(cache=documents, max_selections=settings.max_selections,
                                max_repeated=settings.max_repeated_selections),
         RefuseBadCredentials,
+        lambda: LimitQueryCost(max_cost=settings.max_query_cost),
         MaskInternalErrors,
     ]
     return Schema(

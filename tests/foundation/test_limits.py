@@ -1,4 +1,4 @@
-"""The limits on expensive GraphQL: document size before validation."""
+"""The limits on expensive GraphQL: document size before validation, query cost."""
 from __future__ import annotations
 
 import time
@@ -15,7 +15,8 @@ VIEWERS = "{" + " ".join("viewer{id}" if i % 2 else "viewer{username}" for i in 
 def settings(settings) -> Settings:
     # This module checks the limits at their defaults.
     d = Settings()
-    return settings.replace(max_selections=d.max_selections, max_repeated_selections=d.max_repeated_selections)
+    return settings.replace(max_selections=d.max_selections, max_repeated_selections=d.max_repeated_selections,
+                            max_query_cost=d.max_query_cost)
 
 
 def only_error(body: dict) -> dict:
@@ -83,3 +84,39 @@ async def test_graphiql_introspection_is_within_the_limits(client):
                                     schema_description=True, input_value_deprecation=True)
     body = (await client.post("/graphql", json={"query": query})).json()
     assert "errors" not in body and body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+# ---------------------------------------------------------------- cost
+
+
+RENDERS = """query($ids: [ID!]!) { nodes(ids: $ids) { ... on PromptVersion {
+  %s } } }"""
+
+
+def renders(n: int) -> str:
+    return RENDERS % " ".join(f"r{i}: render(variables: {{}}) {{ text }}" for i in range(n))
+
+
+async def test_too_costly_is_refused_before_anything_runs(gql, sql_counter):
+    """Attack 6: nodes(ids:) with aliases of render multiplied renders by the ids."""
+    ids = ["UHJvbXB0VmVyc2lvbjowMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA"] * 100
+    with sql_counter() as counter:
+        body = await gql(renders(30), {"ids": ids}, check=False)
+    error = only_error(body)
+    # 1 (nodes) + 100 ids x 30 renders x (1,000 + 1 for text)
+    assert error["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 3_003_001, "maxCost": 25_000}
+    assert error["message"].startswith("This operation would cost 3,003,001 points; at most 25,000 are allowed")
+    assert counter.count == 0  # refused before any resolver ran
+
+
+async def test_the_cost_of_a_document_follows_its_variables(gql):
+    """Checked when the operation runs, with its variables: the cached parse and validation of the
+    same text do not skip it. Pages count as asked for, at most 100."""
+    query = "query($n: Int) { projects(first: $n) { nodes { prompts(first: $n) { nodes { id name description } } } } }"
+    body = await gql(query, {"n": 100}, check=False)
+    assert only_error(body)["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 30_202, "maxCost": 25_000}
+    body = await gql(query, {"n": 5000}, check=False)
+    assert only_error(body)["extensions"]["cost"] == 30_202
+    assert await gql(query, {"n": 10}) == {"data": {"projects": {"nodes": []}}}
+    body = await gql(query, {"n": 100}, check=False)
+    assert only_error(body)["extensions"]["code"] == "QUERY_TOO_COSTLY"

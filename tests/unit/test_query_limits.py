@@ -1,11 +1,13 @@
-"""The pieces of the GraphQL limits on their own: document size, the document cache."""
+"""The pieces of the GraphQL limits on their own: document size, cost model, the document cache."""
 from __future__ import annotations
 
 import pytest
 from graphql import GraphQLSyntaxError, Visitor, get_introspection_query, parse, visit
 
+from app.api.core.cost import COSTS, operation_cost
 from app.api.core.document_size import as_written, measure
 from app.api.core.limits import Checked, DocumentCache
+from app.api.schema import schema
 
 GRAPHIQL = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
                                    schema_description=True, input_value_deprecation=True)
@@ -70,6 +72,51 @@ def test_measure_expands_fragments_and_finds_repeated_fields():
     cycle = measure(parse("{ viewer { ...A } } fragment A on User { id ...B } fragment B on User { ...A }"),
                     stop_above=300)
     assert cycle.selections == 2  # the cycle is validation's to report
+
+
+def cost(text: str, variables: dict | None = None) -> int:
+    result = operation_cost(schema._schema, parse(text), None, variables)
+    assert result is not None
+    return result.total
+
+
+def test_the_cost_model():
+    assert cost("{ __typename }") == 1
+    assert cost("{ viewer { id username } }") == 3
+    # A connection's page multiplies its edges and nodes, not its pageInfo or totalCount.
+    assert cost("{ projects { nodes { id } pageInfo { hasNextPage } totalCount } }") == 1 + (1 + 20) + 2 + 1
+    assert cost("query($n: Int) { projects(first: $n) { edges { node { id } } } }", {"n": 5}) == 1 + 1 + 5 * 2
+    assert cost("query($n: Int) { projects(first: $n) { nodes { id } } }", {"n": None}) == 1 + 1 + 20
+    assert cost("{ projects(first: 1000) { nodes { id } } }") == 1 + 1 + 100
+    assert cost("{ projects(first: -1) { nodes { id } } }") == 2  # refused when it runs
+    # Pages nest; a field's own default page size counts when `first` is left out (logs: 50).
+    nested = "{ projects(first: 10) { nodes { prompts(first: 10) { nodes { name } } } } }"
+    assert cost(nested) == 1 + 1 + 10 * (1 + 1 + 10 * 1)
+    assert cost('{ node(id: "x") { ... on Execution { logs { nodes { message } } } } }') == 1 + 1 + 1 + 50
+    # A list with `first` is that many items; nodes(ids:) as many as the ids; other lists 10.
+    assert cost('{ searchPrompts(projectId: "p", query: "q") { score } }') == 50 + 10 * 1
+    assert cost("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["a", "b", "c"]}) == 1 + 3
+    assert cost('{ node(id: "x") { ... on Prompt { deployments { id } } } }') == 1 + 1 + 10
+    # Weights, metered fields, fragments as spread, aliases as written.
+    render = "render(variables: {}) { text }"
+    result = operation_cost(schema._schema, parse(
+        f'{{ node(id: "v") {{ ...R ...R }} a: node(id: "w") {{ ...R }} }} fragment R on PromptVersion {{ {render} }}'),
+        None, {})
+    assert result is not None and result.metered == {"PromptVersion.render"}
+    assert result.total == (1 + 2 * (1000 + 1)) + (1 + 1000 + 1)
+    assert COSTS["Mutation.logIn"].metered and COSTS["Mutation.signUp"].metered
+
+
+def test_introspection_costs_about_what_it_resolves_and_walking_in_circles_multiplies():
+    # GraphiQL's schema query resolves some 9,700 fields with this schema.
+    assert 9_000 < cost(GRAPHIQL) < 20_000
+    def circles(n: int) -> str:
+        inner = "name"
+        for _ in range(n):
+            inner = f"fields {{ type {{ ofType {{ {inner} }} }} }}"
+        return "{ __schema { types { " + inner + " } } }"
+
+    assert cost(circles(2)) < cost(circles(3)) < cost(circles(4)) // 3 < 25_000 < cost(circles(5))
 
 
 def test_the_document_cache_is_bounded_by_the_length_of_its_texts():

@@ -2,8 +2,9 @@
 
 Top-level errors carry ``extensions.code``: UNAUTHENTICATED (no valid credential), BAD_USER_INPUT
 (an argument outside a mutation input is wrong: a cursor, a limit), or a code of the field that
-raised it (``ClientError``). The limits refuse a whole operation with QUERY_TOO_LARGE, the figures
-in ``extensions``. They are client mistakes: logged briefly at INFO, never masked.
+raised it (``ClientError``). The limits refuse a whole operation with QUERY_TOO_LARGE or
+QUERY_TOO_COSTLY, the figures in ``extensions``. They are client mistakes: logged briefly at INFO,
+never masked.
 """
 from __future__ import annotations
 
@@ -65,3 +66,15 @@ class QueryTooLarge(ClientError):
     refused before validation."""
 
     code = "QUERY_TOO_LARGE"
+
+
+class QueryTooCostly(ClientError):
+    """An operation whose computed cost is over the budget; refused before execution."""
+
+    code = "QUERY_TOO_COSTLY"
+
+    def __init__(self, cost: int, budget: int):
+        super().__init__(
+            f"This operation would cost {cost:,} points; at most {budget:,} are allowed per request. Ask for "
+            "smaller pages (`first`), fewer ids, or fewer expensive fields (render, diff), or split it into "
+            "several requests.", cost=cost, maxCost=budget)

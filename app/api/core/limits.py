@@ -11,6 +11,8 @@ In the order they apply to an operation:
    (``DocumentCache``, bounded by the length of the texts it keeps); refused ones are never kept,
    so a document refused once is refused again.
 3. The validation rules: depth (PROMPTSTUDIO_MAX_QUERY_DEPTH), aliases (PROMPTSTUDIO_MAX_ALIASES).
+4. ``LimitQueryCost``, when the operation is about to run with its variables: its cost
+   (``cost.operation_cost``) over PROMPTSTUDIO_MAX_QUERY_COST is QUERY_TOO_COSTLY.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from .cost import operation_cost
 from .document_size import as_written, measure
-from .errors import QueryTooLarge
+from .errors import QueryTooCostly, QueryTooLarge
 
 
 @dataclass
@@ -159,3 +162,20 @@ def _stand_in(context: ExecutionContext) -> DocumentNode:
         operation=OperationType(kind), name=NameNode(value=name) if name else None, variable_definitions=(),
         directives=(), selection_set=SelectionSetNode(selections=(
             FieldNode(name=NameNode(value="__typename"), arguments=(), directives=()),))),))
+
+
+class LimitQueryCost(SchemaExtension):
+    """Refuses an operation over the cost budget before anything runs."""
+
+    def __init__(self, *, max_cost: int):
+        super().__init__()
+        self.max_cost = max_cost
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None:
+            cost = operation_cost(context.schema._schema, context.graphql_document, context.operation_name,
+                                  context.variables)
+            if cost is not None and cost.total > self.max_cost:
+                raise QueryTooCostly(cost.total, self.max_cost)
+        yield
