@@ -124,6 +124,12 @@ class Settings:
     #: The most an operation may cost (app/api/core/cost.py: 1 per field, times the items of the lists
     #: it is inside, plus the weights of expensive fields).
     max_query_cost: int = 25_000
+    #: Per caller (user, API key, or client IP when anonymous): a token bucket of this many cost
+    #: points, refilled at this rate; operations costing at least the threshold spend their cost, and
+    #: the few metered fields (logIn, signUp, render, diff) always do.
+    rate_limit_capacity: int = 50_000
+    rate_limit_refill_per_second: float = 500.0
+    rate_limit_threshold: int = 1_000
     introspection: bool = True
     graphiql: bool = True
 
@@ -186,6 +192,9 @@ class Settings:
             max_selections=_int("PROMPTSTUDIO_MAX_SELECTIONS", 300, minimum=1),
             max_repeated_selections=_int("PROMPTSTUDIO_MAX_REPEATED_SELECTIONS", 30, minimum=1),
             max_query_cost=_int("PROMPTSTUDIO_MAX_QUERY_COST", 25_000, minimum=1),
+            rate_limit_capacity=_int("PROMPTSTUDIO_RATE_LIMIT_CAPACITY", 50_000, minimum=1),
+            rate_limit_refill_per_second=_float("PROMPTSTUDIO_RATE_LIMIT_REFILL_PER_SECOND", 500.0, minimum=0.001),
+            rate_limit_threshold=_int("PROMPTSTUDIO_RATE_LIMIT_THRESHOLD", 1_000, minimum=0),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
             workers=_int("PROMPTSTUDIO_WORKERS", 4, minimum=0, maximum=256),

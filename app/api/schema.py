@@ -16,6 +16,7 @@ from strawberry.tools import merge_types
 
 from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
 from .core.limits import DocumentCache, DocumentLimits, LimitQueryCost
+from .core.rate_limit import RateLimiter
 from .core.relay import NodeQuery, node_types
 from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
@@ -45,7 +46,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
 
     settings = settings or Settings()
     # Extension instances are made per request (they hold state); what they share is made here, once
-    # per schema (i.e. per server process): the rules, the cache of checked documents.
+    # per schema (i.e. per server process): the rules, the cache of checked documents, the buckets.
     rules: list[Any] = [
         query_depth_limiter.create_validator(settings.max_query_depth, None, None),
         max_aliases.create_validator(settings.max_aliases),
@@ -53,13 +54,15 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     documents = DocumentCache()
+    limiter = RateLimiter(settings.rate_limit_capacity, settings.rate_limit_refill_per_second)
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: AddValidationRules(rules),
         lambda: DocumentLimits(cache=documents, max_selections=settings.max_selections,
                                max_repeated=settings.max_repeated_selections),
         RefuseBadCredentials,
-        lambda: LimitQueryCost(max_cost=settings.max_query_cost),
+        lambda: LimitQueryCost(max_cost=settings.max_query_cost, threshold=settings.rate_limit_threshold,
+                               limiter=limiter),
         MaskInternalErrors,
     ]
     return Schema(

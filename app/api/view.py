@@ -6,6 +6,9 @@ that is not valid (unknown, revoked, expired, malformed): every operation fails 
 UNAUTHENTICATED (``RefuseBadCredentials``) — over HTTP as a 401 with a GraphQL error body and
 ``WWW-Authenticate: Bearer error="invalid_token"``; over WebSocket as an error of each operation
 (the connection itself is accepted, so the client sees why).
+
+An operation refused as a whole by the rate limit (RATE_LIMITED, see ``core/limits.py``) is a 429 with
+``Retry-After`` (seconds), as well as the GraphQL error with ``extensions.retryAfter``.
 """
 from __future__ import annotations
 
@@ -99,8 +102,13 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "Subscriptions are served over WebSocket at /graphql (protocols "
                                      "graphql-transport-ws and graphql-ws), or over HTTP with "
                                      "Accept: text/event-stream or multipart/mixed.")
-        return await super().execute_single(request, request_adapter, sub_response, context, root_value,
-                                            request_data)
+        result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                              request_data)
+        retry_after = _rate_limited(result)
+        if retry_after is not None:
+            sub_response.status_code = 429
+            sub_response.headers["Retry-After"] = str(retry_after)
+        return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
@@ -140,6 +148,16 @@ def _is_request_error(result: ExecutionResult) -> bool:
     if not errors:
         return False
     return getattr(result, "data", None) is None and all(not e.path for e in errors)
+
+
+def _rate_limited(result: ExecutionResult) -> int | None:
+    """Seconds to wait when the whole operation was refused by the rate limit; None otherwise."""
+    if not _is_request_error(result):
+        return None
+    extensions = [e.extensions or {} for e in result.errors or []]
+    if not all(x.get("code") == "RATE_LIMITED" for x in extensions):
+        return None
+    return max(int(x.get("retryAfter") or 1) for x in extensions)
 
 
 def _wants_graphql_response_json(request: Request) -> bool:

@@ -1,4 +1,4 @@
-"""The limits on expensive GraphQL: document size before validation, query cost."""
+"""The limits on expensive GraphQL: document size before validation, query cost, the rate limit."""
 from __future__ import annotations
 
 import time
@@ -7,16 +7,20 @@ import pytest
 from graphql import get_introspection_query
 
 from app.settings import Settings
+from tests.helpers import DEFAULT_PASSWORD, signup
 
 VIEWERS = "{" + " ".join("viewer{id}" if i % 2 else "viewer{username}" for i in range(1200)) + "}"
 
 
 @pytest.fixture
 def settings(settings) -> Settings:
-    # This module checks the limits at their defaults.
+    # This module checks the limits at their defaults; only the rate limit of the shared client
+    # (every request here comes from 127.0.0.1) is set per test where it matters.
     d = Settings()
     return settings.replace(max_selections=d.max_selections, max_repeated_selections=d.max_repeated_selections,
-                            max_query_cost=d.max_query_cost)
+                            max_query_cost=d.max_query_cost, rate_limit_capacity=d.rate_limit_capacity,
+                            rate_limit_refill_per_second=d.rate_limit_refill_per_second,
+                            rate_limit_threshold=d.rate_limit_threshold)
 
 
 def only_error(body: dict) -> dict:
@@ -120,3 +124,43 @@ async def test_the_cost_of_a_document_follows_its_variables(gql):
     assert await gql(query, {"n": 10}) == {"data": {"projects": {"nodes": []}}}
     body = await gql(query, {"n": 100}, check=False)
     assert only_error(body)["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+# ---------------------------------------------------------------- rate limit
+
+
+async def test_log_in_always_spends_and_429_says_when_to_retry(make_app, db_url):
+    import httpx
+
+    # signUp costs 2,534 here (2,500 + its payload's fields, a list counting 10), logIn 2,512: 10,000
+    # points allow three of them, and at 10 points a second the fourth must wait about 7 seconds.
+    async with make_app(rate_limit_capacity=10_000, rate_limit_refill_per_second=10) as app:
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            from tests.conftest import GQL
+
+            gql = GQL(client)
+            await signup(gql, "ada")
+            login = ('mutation($p: String!) { logIn(input: {login: "ada", password: $p}) '
+                     '{ token userErrors { code } } }')
+            statuses = []
+            for _ in range(3):
+                r = await gql.post(login, {"p": "wrong password"})
+                statuses.append(r.status_code)
+            assert statuses == [200, 200, 429], statuses
+            body = r.json()
+            error = only_error(body)
+            assert error["extensions"]["code"] == "RATE_LIMITED"
+            assert error["extensions"]["cost"] == 2_512
+            assert 6 <= error["extensions"]["retryAfter"] <= 8, error
+            assert r.headers["retry-after"] == str(error["extensions"]["retryAfter"])
+            # Ordinary reads below the threshold are not limited.
+            r = await gql.post("{ viewer { id } }")
+            assert r.status_code == 200 and r.json() == {"data": {"viewer": None}}
+        # Another address has its own bucket.
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.8", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            from tests.conftest import GQL
+
+            r = await GQL(client).post(login, {"p": DEFAULT_PASSWORD})
+            assert r.status_code == 200 and r.json()["data"]["logIn"]["token"]

@@ -1,4 +1,4 @@
-"""The pieces of the GraphQL limits on their own: document size, cost model, the document cache."""
+"""The pieces of the GraphQL limits on their own: document size, cost model, token buckets, the cache."""
 from __future__ import annotations
 
 import pytest
@@ -7,6 +7,7 @@ from graphql import GraphQLSyntaxError, Visitor, get_introspection_query, parse,
 from app.api.core.cost import COSTS, operation_cost
 from app.api.core.document_size import as_written, measure
 from app.api.core.limits import Checked, DocumentCache
+from app.api.core.rate_limit import RateLimiter
 from app.api.schema import schema
 
 GRAPHIQL = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
@@ -117,6 +118,25 @@ def test_introspection_costs_about_what_it_resolves_and_walking_in_circles_multi
         return "{ __schema { types { " + inner + " } } }"
 
     assert cost(circles(2)) < cost(circles(3)) < cost(circles(4)) // 3 < 25_000 < cost(circles(5))
+
+
+def test_token_buckets():
+    now = [0.0]
+    limiter = RateLimiter(100, 10, max_buckets=3, clock=lambda: now[0])
+    assert limiter.spend("a", 60) == 0
+    assert limiter.spend("a", 60) == pytest.approx(2.0)  # 40 left: 20 more take 2 s; nothing was taken
+    assert limiter.level("a") == 40
+    now[0] = 2.0
+    assert limiter.spend("a", 60) == 0 and limiter.level("a") == 0
+    assert limiter.spend("b", 1_000) == 0  # more than the capacity: a full bucket is emptied
+    assert limiter.spend("b", 1) == pytest.approx(0.1)
+    # Full buckets are forgotten; past max_buckets the least recently used go too.
+    now[0] = 100.0
+    limiter.spend("c", 1)
+    assert len(limiter) == 1  # a and b had refilled
+    for key in "defg":
+        limiter.spend(key, 1)
+    assert len(limiter) == 3 and limiter.level("c") == 100  # c was dropped (and is full again)
 
 
 def test_the_document_cache_is_bounded_by_the_length_of_its_texts():

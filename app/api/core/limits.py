@@ -12,10 +12,14 @@ In the order they apply to an operation:
    so a document refused once is refused again.
 3. The validation rules: depth (PROMPTSTUDIO_MAX_QUERY_DEPTH), aliases (PROMPTSTUDIO_MAX_ALIASES).
 4. ``LimitQueryCost``, when the operation is about to run with its variables: its cost
-   (``cost.operation_cost``) over PROMPTSTUDIO_MAX_QUERY_COST is QUERY_TOO_COSTLY.
+   (``cost.operation_cost``) over PROMPTSTUDIO_MAX_QUERY_COST is QUERY_TOO_COSTLY; then an operation
+   costing at least PROMPTSTUDIO_RATE_LIMIT_THRESHOLD, or selecting a metered field (logIn, signUp,
+   render, diff), spends its cost from the caller's token bucket (``rate_limit``), or is refused with
+   RATE_LIMITED and ``retryAfter`` (over HTTP: 429 and Retry-After, see ``view.py``).
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,9 +40,12 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from app.services.principal import Principal
+
 from .cost import operation_cost
 from .document_size import as_written, measure
-from .errors import QueryTooCostly, QueryTooLarge
+from .errors import QueryTooCostly, QueryTooLarge, RateLimited
+from .rate_limit import RateLimiter
 
 
 @dataclass
@@ -164,18 +171,36 @@ def _stand_in(context: ExecutionContext) -> DocumentNode:
             FieldNode(name=NameNode(value="__typename"), arguments=(), directives=()),))),))
 
 
-class LimitQueryCost(SchemaExtension):
-    """Refuses an operation over the cost budget before anything runs."""
+def caller_key(principal: Principal) -> str:
+    """Whose bucket an operation spends from: the API key, the user, or the client address."""
+    if principal.api_key_id is not None:
+        return f"api_key:{principal.api_key_id}"
+    if principal.user_id is not None:
+        return f"user:{principal.user_id}"
+    return f"ip:{principal.ip_address or 'unknown'}"
 
-    def __init__(self, *, max_cost: int):
+
+class LimitQueryCost(SchemaExtension):
+    """Refuses an operation over the cost budget, and spends the cost of expensive ones from the
+    caller's rate limit, before anything runs."""
+
+    def __init__(self, *, max_cost: int, threshold: int, limiter: RateLimiter):
         super().__init__()
         self.max_cost = max_cost
+        self.threshold = threshold
+        self.limiter = limiter
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
         if context.graphql_document is not None:
             cost = operation_cost(context.schema._schema, context.graphql_document, context.operation_name,
                                   context.variables)
-            if cost is not None and cost.total > self.max_cost:
-                raise QueryTooCostly(cost.total, self.max_cost)
+            if cost is not None:
+                if cost.total > self.max_cost:
+                    raise QueryTooCostly(cost.total, self.max_cost)
+                if cost.metered or cost.total >= self.threshold:
+                    principal = getattr(context.context, "principal", None) or Principal.anonymous()
+                    wait = self.limiter.spend(caller_key(principal), cost.total)
+                    if wait:
+                        raise RateLimited(cost.total, max(1, math.ceil(wait)))
         yield
