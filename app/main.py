@@ -21,6 +21,7 @@ log = logging.getLogger("promptstudio")
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> Starlette:
     from app.api.view import GraphQLView
+    from app.http.disconnect import CancelOnDisconnect
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
     from app.http.metrics import metrics
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])
+                    middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+                                Middleware(CancelOnDisconnect)])
     app.state.settings = settings
     return app
 

@@ -12,6 +12,7 @@ An operation refused as a whole by the rate limit (RATE_LIMITED, see ``core/limi
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -102,8 +103,13 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "Subscriptions are served over WebSocket at /graphql (protocols "
                                      "graphql-transport-ws and graphql-ws), or over HTTP with "
                                      "Accept: text/event-stream or multipart/mixed.")
-        result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
-                                              request_data)
+        try:
+            result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
+                                                  request_data)
+        except asyncio.CancelledError:
+            # The client went away (app/http/disconnect.py): stop the reads under way for it too.
+            context.cancel_batches()
+            raise
         retry_after = _rate_limited(result)
         if retry_after is not None:
             sub_response.status_code = 429

@@ -53,7 +53,7 @@ from app.db.models.enums import (
 )
 from app.providers.registry import provider_names
 from app.settings import Settings
-from app.templating import render
+from app.templating import render_in_thread
 
 from . import jobs
 from .access import Action, require
@@ -153,7 +153,7 @@ async def _render(version: PromptVersion, variables: Any) -> dict:
         raise invalid("variables must be a JSON object of variable names and values, e.g. {\"name\": \"Ada\"}.",
                       ["input", "variables"])
     content = content_of(version)
-    outcome = await asyncio.to_thread(render, content, variables)
+    outcome = await render_in_thread(content, variables)
     declared = [v.name for v in content.variables] if content.variables else None
     errors: list[ServiceError] = []
     for name in outcome.missing_variables:

@@ -4,7 +4,7 @@ Pure Python: no database, no GraphQL. Modules:
 
 - `model`: `PromptContent` and friends, the canonical form and `content_hash`.
 - `validation`: `validate_content`, `infer_variables`.
-- `rendering`: `render` (never raises).
+- `rendering`: `render` (never raises), `render_in_thread` for async callers.
 - `mustache` / `jinja`: the two template engines (no HTML escaping; sandboxed and bounded).
 - `values`: variable names, types and how values read as text.
 - `limits`: bounds of a render (output size, steps, time).
@@ -27,7 +27,7 @@ from app.templating.model import (
     canonical_json,
     content_hash,
 )
-from app.templating.rendering import bind_variables, render
+from app.templating.rendering import bind_variables, render, render_in_thread
 from app.templating.validation import infer_variables, inferred_specs, validate_content
 
 __all__ = [
@@ -55,5 +55,6 @@ __all__ = [
     "infer_variables",
     "inferred_specs",
     "render",
+    "render_in_thread",
     "validate_content",
 ]

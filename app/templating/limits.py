@@ -4,12 +4,14 @@ A render gets a `Meter` (held in a context variable, so concurrent renders in th
 asyncio tasks do not share one). Both engines call `tick()` on every unit of work they can
 observe (a loop iteration, a variable lookup, a call, a filter, an operator) and `emit()` for
 every piece of output, so a render stops with `RenderLimitExceeded` when it writes too much,
-does too many steps, or runs too long, whatever the template does.
+does too many steps, or runs too long, whatever the template does — or when whoever waited for
+it has stopped waiting (its `cancelled` event is set: the request was cancelled).
 """
 
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,14 +42,15 @@ class RenderLimitExceeded(Exception):
 class Meter:
     """Counts the work and output of one render against its limits."""
 
-    __slots__ = ("built_chars", "deadline", "limits", "operations", "output_chars")
+    __slots__ = ("built_chars", "cancelled", "deadline", "limits", "operations", "output_chars")
 
     #: Intermediate text (macro bodies, ``{% set %}`` blocks) may be this many times the
     #: output limit in total: templates build and discard some, but not without bound.
     BUILD_FACTOR = 8
 
-    def __init__(self, limits: RenderLimits) -> None:
+    def __init__(self, limits: RenderLimits, cancelled: threading.Event | None = None) -> None:
         self.limits = limits
+        self.cancelled = cancelled
         self.operations = 0
         self.output_chars = 0
         self.built_chars = 0
@@ -63,6 +66,8 @@ class Meter:
             )
         if time.monotonic() > self.deadline:
             raise RenderLimitExceeded(f"rendering took longer than {self.limits.timeout_seconds:g} seconds")
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise RenderLimitExceeded("rendering was cancelled: its request was cancelled")
 
     def emit(self, chars: int) -> None:
         """Account for ``chars`` characters of output."""
@@ -104,9 +109,9 @@ def current_meter() -> Meter:
 
 
 @contextmanager
-def metered(limits: RenderLimits) -> Iterator[Meter]:
-    """Run a render under a new meter."""
-    meter = Meter(limits)
+def metered(limits: RenderLimits, cancelled: threading.Event | None = None) -> Iterator[Meter]:
+    """Run a render under a new meter (stopped at its next step once ``cancelled`` is set)."""
+    meter = Meter(limits, cancelled)
     token = _current.set(meter)
     try:
         yield meter

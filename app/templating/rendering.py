@@ -13,13 +13,17 @@ Rules for the values given:
 
 Anything missing or wrong means no text and no messages, only the reasons. Rendering itself
 is bounded by `RenderLimits` (output size, steps, time). It is CPU work: async callers
-should run it in a thread (``asyncio.to_thread``).
+use `render_in_thread`, which also stops the render when the caller is cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from jinja2 import TemplateError
@@ -33,14 +37,36 @@ from app.templating.values import check_value, describe, same_value
 logger = logging.getLogger(__name__)
 
 
-def render(content: PromptContent, variables: Any, *, limits: RenderLimits | None = None) -> RenderOutcome:
+def render(content: PromptContent, variables: Any, *, limits: RenderLimits | None = None,
+           cancelled: threading.Event | None = None) -> RenderOutcome:
     """Render content (system prompt, then template or messages) with variable values (a JSON object,
-    or None for none; anything else is reported as an error)."""
+    or None for none; anything else is reported as an error). Setting ``cancelled`` stops it."""
     try:
-        return _render(content, {} if variables is None else variables, limits or DEFAULT_LIMITS)
+        return _render(content, {} if variables is None else variables, limits or DEFAULT_LIMITS, cancelled)
     except Exception as exc:  # the contract: report, never raise
         logger.exception("unexpected error while rendering a prompt")
         return RenderOutcome(None, None, None, [], [], [f"rendering failed unexpectedly: {type(exc).__name__}: {exc}"])
+
+
+#: Threads that render for async callers. Rendering is pure Python, so the GIL lets only one render
+#: run at a time whatever the number of threads: more would not render faster, they would only take
+#: the GIL from the event loop more often (every request waits) and fill the default executor that
+#: password hashing and the rest share. Renders beyond these wait in line.
+RENDER_THREADS = 1
+_pool = ThreadPoolExecutor(max_workers=RENDER_THREADS, thread_name_prefix="render")
+
+
+async def render_in_thread(content: PromptContent, variables: Any, *,
+                           limits: RenderLimits | None = None) -> RenderOutcome:
+    """`render` in one of the rendering threads. When the caller is cancelled (its client went away), a
+    render still waiting for a thread never starts, and one under way stops at its next step."""
+    cancelled = threading.Event()
+    job = partial(render, content, variables, limits=limits, cancelled=cancelled)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, job)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
 
 
 def bind_variables(content: PromptContent, variables: dict) -> tuple[dict, list[str], list[str], list[str]]:
@@ -79,7 +105,8 @@ def bind_variables(content: PromptContent, variables: dict) -> tuple[dict, list[
     return values, missing, unknown, errors
 
 
-def _render(content: PromptContent, variables: Any, limits: RenderLimits) -> RenderOutcome:
+def _render(content: PromptContent, variables: Any, limits: RenderLimits,
+            cancelled: threading.Event | None = None) -> RenderOutcome:
     if not isinstance(variables, dict):
         return RenderOutcome(
             None, None, None, [], [],
@@ -95,7 +122,7 @@ def _render(content: PromptContent, variables: Any, limits: RenderLimits) -> Ren
     if kind not in ("TEXT", "CHAT"):
         return RenderOutcome(None, None, None, [], unknown, [f"unknown prompt kind {describe(kind)}"])
 
-    with metered(limits) as meter:
+    with metered(limits, cancelled) as meter:
         renderer = _PartRenderer(fmt, values, meter)
         system_prompt = renderer.part("system prompt", content.system_prompt) if content.system_prompt else None
         text: str | None = None

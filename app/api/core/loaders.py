@@ -11,7 +11,9 @@ decisions are ``app.services.access``'s; these loaders only batch the reads they
 
 Cancellation: a value may be awaited by several resolvers, of one operation or (on a WebSocket,
 whose context outlives its operations) of several, so a resolver that is cancelled stops waiting
-without cancelling the value others wait for (``load`` hands out shielded futures).
+without cancelling the value others wait for (``load`` hands out shielded futures). A batch still
+reading when its whole request is cancelled (an HTTP client went away) is cancelled with it
+(``Context.cancel_batches``, called by the view).
 """
 from __future__ import annotations
 
@@ -39,6 +41,18 @@ class BaseLoader(DataLoader):
     def __init__(self, ctx: Context, **kwargs: Any):
         super().__init__(**kwargs)
         self.ctx = ctx
+        batch = self.batch_load_fn
+
+        async def tracked(keys: list[Any]) -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                ctx.batches.add(task)
+            try:
+                return await batch(keys)
+            finally:
+                ctx.batches.discard(task)
+
+        self.batch_load_fn = tracked
 
     def load(self, key: Any) -> asyncio.Future[Any]:
         # The cached future is shared by every waiter: cancelling one waiter must not cancel it.

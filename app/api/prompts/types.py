@@ -5,7 +5,6 @@ Every field is declared here, on its type. Fields whose data belongs to another 
 """
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +13,7 @@ from strawberry.scalars import JSON
 
 from app.db import models
 from app.services.prompts import content_of
-from app.templating import render as render_content
+from app.templating import render_in_thread
 from app.templating.diff import diff_contents
 
 from ..core.child_pages import child_connection
@@ -207,7 +206,7 @@ class PromptVersion(Node):
     @strawberry.field(description="Render with the given variables, without calling any model. Never fails: "
                                   "problems are reported in the result.")
     async def render(self, variables: JSON) -> RenderResult:
-        outcome = await asyncio.to_thread(render_content, content_of(self.row), variables)
+        outcome = await render_in_thread(content_of(self.row), variables)
         return RenderResult.from_outcome(outcome)
 
     @strawberry.field(description="Active deployments that serve this version.")
