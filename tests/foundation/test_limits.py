@@ -164,3 +164,25 @@ async def test_log_in_always_spends_and_429_says_when_to_retry(make_app, db_url)
 
             r = await GQL(client).post(login, {"p": DEFAULT_PASSWORD})
             assert r.status_code == 200 and r.json()["data"]["logIn"]["token"]
+
+
+# ---------------------------------------------------------------- over WebSocket
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_the_limits_answer_operations_over_websocket(live, protocol):
+    """A refused operation is an error of that operation; the connection goes on serving."""
+    from tests.ws_client import GraphQLWebSocket
+
+    too_costly = 'subscription { executionUpdated(id: "x") { type execution { id } } }'  # 4 points
+    async with live(max_query_cost=2) as server, GraphQLWebSocket(server.url, protocol=protocol) as ws:
+        if protocol == "graphql-transport-ws":  # it carries queries too
+            (refused,) = await ws.collect(VIEWERS)
+            assert [e["extensions"]["code"] for e in refused["errors"]] == ["QUERY_TOO_LARGE"], refused
+        (refused,) = await ws.collect("subscription { " + " ".join(
+            f'e{i}: executionUpdated(id: "x") {{ type }}' for i in range(301)) + " }")
+        assert [e["extensions"]["code"] for e in refused["errors"]] == ["QUERY_TOO_LARGE"], refused
+        (refused,) = await ws.collect(too_costly)
+        assert refused["errors"][0].get("extensions") == {"code": "QUERY_TOO_COSTLY", "cost": 4, "maxCost": 2}, refused
+        (answer,) = await ws.collect('subscription { executionUpdated(id: "x") { type } }')
+        assert [e["extensions"]["code"] for e in answer["errors"]] == ["UNAUTHENTICATED"], answer
