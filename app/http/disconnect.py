@@ -6,9 +6,10 @@ GraphQL operation still executing: every resolver, loader batch and render it aw
 is cancelled instead of running to an end nobody will read. Its ``async with`` blocks unwind as for
 any cancellation: database sessions roll back and go back to the pool.
 
-After the response has started (streaming responses: subscriptions over SSE or multipart, and
-everything else once it answers) nothing is cancelled here: the disconnect is handed to the app
-when it asks ``receive()``, as before. WebSockets and lifespan pass through untouched.
+After the response has started (a streaming response, such as subscriptions over SSE or multipart
+would be — the view serves subscriptions over WebSocket only today — and everything else once it
+answers) nothing is cancelled here: the disconnect is handed to the app when it asks ``receive()``,
+as before. WebSockets and lifespan pass through untouched.
 """
 from __future__ import annotations
 
