@@ -6,7 +6,7 @@
 //   #/                            the projects
 //   #/p/<slug>/<section>/...      a project's section (sections.js: executions, prompts, deployments)
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { Api, userErrorMessage } from "./api.js";
 import { SECTIONS, availableSections, rootFields } from "./sections.js";
 import { ErrorBox, Loading, go, href, useAsync, useRoute } from "./ui.jsx";
@@ -248,9 +248,10 @@ function ProjectList({ projects }) {
 
 /** g e / g p / g d / g h to move between sections; Esc goes up one level. */
 function useKeyboard(route) {
+  // The "g" pressed just before a route change (a listener replaced) still counts for the next key.
+  const pending = useRef({ prefix: false, timer: null });
   useEffect(() => {
-    let prefix = false;
-    let timer = null;
+    const state = pending.current;
     const onKey = (e) => {
       const t = e.target;
       if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -260,17 +261,18 @@ function useKeyboard(route) {
         go(...route.slice(0, 3));
         return;
       }
-      if (prefix) {
-        prefix = false;
-        clearTimeout(timer);
+      if (state.prefix) {
+        state.prefix = false;
+        clearTimeout(state.timer);
         const target = SECTIONS.find((s) => s.key === e.key);
         if (e.key === "h") go();
         else if (target && slug) go("p", slug, target.id);
         return;
       }
       if (e.key === "g") {
-        prefix = true;
-        timer = setTimeout(() => (prefix = false), 1500);
+        state.prefix = true;
+        clearTimeout(state.timer);
+        state.timer = setTimeout(() => (state.prefix = false), 1500);
       }
     };
     window.addEventListener("keydown", onKey);
