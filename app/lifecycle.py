@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app import engine, sandbox
+from app import embeddings, engine, sandbox
 from app.db.engine import create_engine_and_sessionmaker
 from app.events.bus import EventBus
 from app.providers import aclose_providers
@@ -62,9 +62,13 @@ async def _stop_bus(runtime: Runtime) -> None:
         await runtime.bus.stop()
 
 
+async def _stop_embeddings(runtime: Runtime) -> None:
+    await embeddings.close()  # the built-in models' worker processes, the endpoint's connections
+
+
 #: Components that run beside HTTP, started in this order (and stopped in reverse).
 START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_sandbox, _start_bus, engine.start]
-STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_sandbox, _stop_bus, engine.stop]
+STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_embeddings, _stop_sandbox, _stop_bus, engine.stop]
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
