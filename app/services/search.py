@@ -65,7 +65,7 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import UUID, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import embeddings
@@ -304,7 +304,7 @@ async def _ranked(session: AsyncSession, project_id: uuid.UUID, model: str, vect
         await _iterative_scan(session, candidates)
         nearest = _nearest_versions(project_id, model, len(vector), q, candidates, spec, exclude).subquery("nearest")
         best = (select(nearest.c.prompt_id, nearest.c.version_id, nearest.c.distance)
-                .distinct(nearest.c.prompt_id).order_by(nearest.c.prompt_id, nearest.c.distance)).subquery("best")
+                .ext(distinct_on(nearest.c.prompt_id)).order_by(nearest.c.prompt_id, nearest.c.distance)).subquery("best")
         stmt = (select(best.c.prompt_id, best.c.version_id, best.c.distance, select(func.count()).select_from(nearest)
                        .scalar_subquery().label("seen"))
                 .order_by(best.c.distance, best.c.prompt_id).limit(limit))

