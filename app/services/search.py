@@ -302,7 +302,8 @@ async def _ranked(session: AsyncSession, project_id: uuid.UUID, model: str, vect
     q = bindparam("q", vector, type_=Vector(len(vector)))
     while True:
         await _iterative_scan(session, candidates)
-        nearest = _nearest_versions(project_id, model, len(vector), q, candidates, spec, exclude).subquery("nearest")
+        # A CTE referenced twice is evaluated once (the index scan runs once).
+        nearest = _nearest_versions(project_id, model, len(vector), q, candidates, spec, exclude).cte("nearest")
         best = (select(nearest.c.prompt_id, nearest.c.version_id, nearest.c.distance)
                 .ext(distinct_on(nearest.c.prompt_id)).order_by(nearest.c.prompt_id, nearest.c.distance)).subquery("best")
         stmt = (select(best.c.prompt_id, best.c.version_id, best.c.distance, select(func.count()).select_from(nearest)
