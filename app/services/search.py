@@ -267,22 +267,23 @@ async def embed_query(db: Db, settings: Settings, project_id: uuid.UUID, query: 
 
 async def _iterative_scan(session: AsyncSession, candidates: int) -> None:
     """In the current transaction: let the HNSW scan go on past ef_search until the filters let
-    ``candidates`` rows through (pgvector 0.8's iterative index scans)."""
+    ``candidates`` rows through (pgvector 0.8's iterative index scans), and plan each statement for
+    its parameters (a prepared statement's generic plan, chosen after five runs, cannot see how
+    selective the project and the filters are, and was measured twice as slow)."""
     await session.execute(text("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                               "set_config('hnsw.ef_search', :ef, true)"),
+                               "set_config('hnsw.ef_search', :ef, true), "
+                               "set_config('plan_cache_mode', 'force_custom_plan', true)"),
                           {"ef": str(min(1000, max(40, candidates)))})
 
 
 def _nearest_versions(project_id: uuid.UUID, model: str, dims: int, query_vector: Any, candidates: int,
-                      spec: PromptFilterSpec | None, exclude: uuid.UUID | None = None):
+                      spec: PromptFilterSpec | None):
     """The ``candidates`` nearest READY versions of the project (filters applied), nearest first."""
     E = VersionEmbedding
     n = int(dims)
     distance = cast(E.embedding, Vector(n)).cosine_distance(query_vector)
     where = [E.project_id == project_id, E.model == model, E.dimensions == literal_column(str(n)),
              *filter_clauses(spec)]
-    if exclude is not None:
-        where.append(E.prompt_id != exclude)
     return (select(E.prompt_id, E.version_id, distance.label("distance"))
             .join(Prompt, Prompt.id == E.prompt_id).where(*where)
             .order_by(distance).limit(candidates))
@@ -293,26 +294,28 @@ class SemanticHit:
     prompt_id: uuid.UUID
     version_id: uuid.UUID
     similarity: float
+    prompt: Prompt | None = None
 
 
 async def _ranked(session: AsyncSession, project_id: uuid.UUID, model: str, vector: list[float], limit: int,
-                  spec: PromptFilterSpec | None, exclude: uuid.UUID | None = None) -> list[SemanticHit]:
-    """Prompts by their best version's cosine similarity, best first (``limit`` of them at most)."""
+                  spec: PromptFilterSpec | None) -> list[SemanticHit]:
+    """Prompts (with their rows) by their best version's cosine similarity, best first, ``limit`` at most."""
     candidates = max(limit * VERSIONS_PER_PROMPT, 40)
     q = bindparam("q", vector, type_=Vector(len(vector)))
     while True:
         await _iterative_scan(session, candidates)
         # A CTE referenced twice is evaluated once (the index scan runs once).
-        nearest = _nearest_versions(project_id, model, len(vector), q, candidates, spec, exclude).cte("nearest")
+        nearest = _nearest_versions(project_id, model, len(vector), q, candidates, spec).cte("nearest")
         best = (select(nearest.c.prompt_id, nearest.c.version_id, nearest.c.distance)
-                .ext(distinct_on(nearest.c.prompt_id)).order_by(nearest.c.prompt_id, nearest.c.distance)).subquery("best")
-        stmt = (select(best.c.prompt_id, best.c.version_id, best.c.distance, select(func.count()).select_from(nearest)
-                       .scalar_subquery().label("seen"))
+                .ext(distinct_on(nearest.c.prompt_id))
+                .order_by(nearest.c.prompt_id, nearest.c.distance)).subquery("best")
+        seen = select(func.count()).select_from(nearest).scalar_subquery().label("seen")
+        stmt = (select(Prompt, best.c.version_id, best.c.distance, seen).join(best, best.c.prompt_id == Prompt.id)
                 .order_by(best.c.distance, best.c.prompt_id).limit(limit))
         rows = (await session.execute(stmt)).all()
-        seen = rows[0].seen if rows else 0
-        if len(rows) >= limit or seen < candidates or candidates >= MAX_VERSION_CANDIDATES:
-            return [SemanticHit(r.prompt_id, r.version_id, 1.0 - float(r.distance)) for r in rows]
+        found = rows[0].seen if rows else 0
+        if len(rows) >= limit or found < candidates or candidates >= MAX_VERSION_CANDIDATES:
+            return [SemanticHit(r.Prompt.id, r.version_id, 1.0 - float(r.distance), r.Prompt) for r in rows]
         candidates = min(candidates * 2, MAX_VERSION_CANDIDATES)  # many versions of few prompts: look further
 
 
@@ -337,13 +340,6 @@ async def _why_empty(session: AsyncSession, project_id: uuid.UUID, model: str) -
                                f"and none is ready yet ({detail}); try again shortly, or search with FULLTEXT")
 
 
-async def _load_prompts(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Prompt]:
-    if not ids:
-        return {}
-    rows = (await session.execute(select(Prompt).where(Prompt.id.in_(list(set(ids)))))).scalars().all()
-    return {p.id: p for p in rows}
-
-
 async def semantic_search(db: Db, settings: Settings, project_id: uuid.UUID, query: str, limit: int,
                           spec: PromptFilterSpec | None = None) -> list[SearchHit]:
     """Prompts ranked by the cosine similarity of their best-matching version to ``query``.
@@ -361,9 +357,8 @@ async def semantic_search(db: Db, settings: Settings, project_id: uuid.UUID, que
             why = await _why_empty(session, project_id, model)
             if why is not None:
                 raise why
-        prompts = await _load_prompts(session, [h.prompt_id for h in ranked])
-    return [SearchHit(prompt=prompts[h.prompt_id], score=h.similarity, snippet=None, version_id=h.version_id)
-            for h in ranked if h.prompt_id in prompts]
+    return [SearchHit(prompt=h.prompt, score=h.similarity, snippet=None, version_id=h.version_id)
+            for h in ranked if h.prompt is not None]
 
 
 async def hybrid_search(db: Db, settings: Settings, project_id: uuid.UUID, query: str, limit: int,
