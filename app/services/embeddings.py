@@ -276,10 +276,14 @@ async def reindex(sessionmaker: async_sessionmaker[AsyncSession], settings: Sett
         await _call(progress, 0, total)
     while done < total:
         async with sessionmaker() as session:
-            stmt = _document_select().where(_needs_work(model, force), *scope)
+            # The next batch's ids first (walking the primary key), then their documents: a join
+            # ordered and limited as one statement is planned as a sort of every row.
+            batch = select(E.version_id).where(_needs_work(model, force), *scope)
             if after is not None:
-                stmt = stmt.where(E.version_id > after)
-            rows = (await session.execute(stmt.order_by(E.version_id).limit(settings.embedding_batch_size))).all()
+                batch = batch.where(E.version_id > after)
+            batch = batch.order_by(E.version_id).limit(settings.embedding_batch_size)
+            rows = (await session.execute(_document_select().where(E.version_id.in_(batch.scalar_subquery()))
+                                          .order_by(E.version_id))).all()
             if not rows:
                 break
             docs = [_document(r) for r in rows]
