@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +31,8 @@ class Endpoint:
     base_url: str
     api_key: str | None = None
 
+
+log = logging.getLogger("promptstudio.embeddings")
 
 Factory = Callable[[Settings, Endpoint | None], Embedder]
 
@@ -72,8 +76,51 @@ def build(settings: Settings, endpoint: Endpoint | None) -> Embedder:
     return factory(settings, endpoint)
 
 
+class _ThisProcess:
+    #: Runtimes of this process using the models (the last to stop stops the worker processes).
+    users = 0
+
+
+_warming: set[asyncio.Task[None]] = set()
+
+
+async def start(settings: Settings, *, queries: bool, documents: bool) -> None:
+    """A runtime of this process starts using the models: the built-in model's worker processes of the
+    lanes it will use (``query`` for a server's searches, ``document`` when it runs jobs) are started
+    in the background now, so the first search or job does not wait for them."""
+    _ThisProcess.users += 1
+    if settings.embedding_provider != "builtin":
+        return
+    embedder = build(settings, None)
+    lanes: list[Kind] = []
+    if queries:
+        lanes.append("query")
+    if documents:
+        lanes.append("document")
+    for kind in lanes:
+        task = asyncio.create_task(_warm(embedder, kind), name=f"ps-embeddings-warm-{kind}")
+        _warming.add(task)
+        task.add_done_callback(_warming.discard)
+
+
+async def _warm(embedder: Embedder, kind: Kind) -> None:
+    try:
+        await embedder.embed(["warm up"], kind)
+    except Exception as exc:  # reported again, with its cause, by the first real use
+        log.warning("the embedding model %s could not be started for %s: %s", embedder.model, kind, exc)
+
+
+async def stop() -> None:
+    """A runtime stops using the models; the last one stops the worker processes."""
+    _ThisProcess.users = max(0, _ThisProcess.users - 1)
+    if not _ThisProcess.users:
+        await close()
+
+
 async def close() -> None:
     """Stop the built-in model workers and close HTTP connections of this process."""
+    for task in list(_warming):
+        task.cancel()
     close_workers()
     await aclose_clients()
 
@@ -81,5 +128,5 @@ async def close() -> None:
 __all__ = [
     "BUILTIN_MODELS", "DEFAULT_BUILTIN", "DEFAULT_OPENAI_MODEL", "PROVIDERS", "REMOTE", "Embedder",
     "EmbeddingError", "Endpoint", "Kind", "LocalEmbedder", "OpenAIEmbedder", "build", "close", "model_tag",
-    "normalise", "register",
+    "normalise", "register", "start", "stop",
 ]
