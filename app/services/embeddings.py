@@ -132,7 +132,8 @@ async def embedder_for(session: AsyncSession, settings: Settings, project_id: uu
 
 # ------------------------------------------------------------------ storing
 
-_known_indexes: set[int] = set()
+#: (database, length) pairs whose index is known to exist.
+_known_indexes: set[tuple[str, int]] = set()
 
 
 def index_name(dimensions: int) -> str:
@@ -142,13 +143,15 @@ def index_name(dimensions: int) -> str:
 async def ensure_index(sessionmaker: async_sessionmaker[AsyncSession], dimensions: int) -> None:
     """The HNSW index of vectors of this length, made (CONCURRENTLY: writes go on) if it is missing."""
     dimensions = int(dimensions)
-    if dimensions in _known_indexes:
+    bind = sessionmaker.kw.get("bind")
+    known = (bind.url.render_as_string(hide_password=True) if bind is not None else "", dimensions)
+    if known in _known_indexes:
         return
     if dimensions > HNSW_MAX_DIMENSIONS:
         log.warning("vectors of %d dimensions cannot have an HNSW index (pgvector's limit is %d): semantic search "
                     "scans them exactly; choose a smaller PROMPTSTUDIO_EMBEDDING_DIMENSIONS if the model allows it",
                     dimensions, HNSW_MAX_DIMENSIONS)
-        _known_indexes.add(dimensions)
+        _known_indexes.add(known)
         return
     name = index_name(dimensions)
     async with sessionmaker() as session:
@@ -160,7 +163,7 @@ async def ensure_index(sessionmaker: async_sessionmaker[AsyncSession], dimension
             await conn.execute(text(
                 f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON version_embeddings "
                 f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions}"))
-    _known_indexes.add(dimensions)
+    _known_indexes.add(known)
 
 
 _STORE = text("""
