@@ -43,8 +43,9 @@ DATA = ROOT / "bench" / "data"
 MODES = ("FULLTEXT", "SEMANTIC", "HYBRID")
 KINDS = ("paraphrase", "no-shared-word", "non-english")
 #: Function words a "no-shared-word" query may share with its prompt.
-STOP_WORDS = set("""a an the of to in on for and or is are be it its my me i we our us you your they their them
-this that these those with from at by as into about so can do does not no if what which who how""".split())
+STOP_WORDS = frozenset(re.findall(r"\w+", """a an the of to in on for and or is are be it its my me i we our us you
+your they their them this that these those with from at by as into about so can do does not no if what which
+who how"""))
 SEARCH = """query($p: ID!, $q: String!, $mode: SearchMode) { searchPrompts(projectId: $p, query: $q, mode: $mode,
   first: 5) { prompt { name } } }"""
 
@@ -55,7 +56,7 @@ def read_tsv(name: str) -> list[dict[str, str]]:
 
 
 def words(text: str) -> set[str]:
-    return {w for w in re.findall(r"\w+", text.lower().replace("{{", " ").replace("}}", " "))}
+    return set(re.findall(r"\w+", text.lower().replace("{{", " ").replace("}}", " ")))
 
 
 def check_labels(prompts: list[dict[str, str]], queries: list[dict[str, str]]) -> list[str]:

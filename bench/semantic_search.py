@@ -13,11 +13,12 @@ What it does:
    model (default: the built-in default): its embeddings/s is printed.
 3. Server: the real app (``app.main:create_app_from_env``) under uvicorn in a child process on
    127.0.0.1, no execution workers (the query embeddings run in its query worker process).
-4. Load: ``--concurrency`` keep-alive clients send searchPrompts with the labelled queries of
-   ``bench/data/semantic_queries.tsv``, each made unique by a number (so the query-vector cache
-   never answers: every request embeds its query), one in five with a tag filter. The modes are
-   measured in alternating rounds (``--rounds`` of ``--requests-per-round`` each) so that the
-   machine's load weighs on each alike; p50/p95/p99 per mode and the ratio of medians.
+4. Load: ``--concurrency`` keep-alive clients (each number of a list in turn) send searchPrompts
+   with the labelled queries of ``bench/data/semantic_queries.tsv``, each made unique by a number
+   (so the query-vector cache never answers: every request embeds its query), one in five with a
+   tag filter. The modes are measured in alternating rounds (``--rounds`` of ``--requests-per-round``
+   each) so that the machine's load weighs on each alike; p50/p95/p99 per mode and the ratio of
+   medians.
 
 Loopback only.
 
@@ -52,7 +53,8 @@ VARIATIONS = ("Keep it short.", "Use a friendly tone.", "Answer in bullet points
               "Add an example.", "Mention the deadline.", "Avoid jargon.", "End with a question.")
 AUDIENCES = ("for beginners", "for experts", "for managers", "for customers", "for the internal team")
 SEARCH = """query($p: ID!, $q: String!, $mode: SearchMode, $f: PromptFilter) {
-  searchPrompts(projectId: $p, query: $q, mode: $mode, first: 10, filter: $f) { score prompt { id } version { number } } }"""
+  searchPrompts(projectId: $p, query: $q, mode: $mode, first: 10, filter: $f) {
+    score prompt { id } version { number } } }"""
 
 
 def read_tsv(name: str) -> list[dict[str, str]]:
@@ -63,7 +65,8 @@ def read_tsv(name: str) -> list[dict[str, str]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/semantic_search.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--versions", type=int, default=100_000, help="prompt versions to seed (default: 100000)")
-    p.add_argument("--concurrency", type=int, default=4, help="concurrent clients (default: 4)")
+    p.add_argument("--concurrency", default="1,4",
+                   help="concurrent clients; a comma-separated list measures each in turn (default: 1,4)")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode (default: 5)")
     p.add_argument("--requests-per-round", type=int, default=200, help="requests per mode and round (default: 200)")
     p.add_argument("--warmup", type=int, default=100, help="unmeasured requests per mode first (default: 100)")
@@ -72,9 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
                    help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
     args = p.parse_args(argv)
-    if args.versions < 5 or args.concurrency < 1 or args.rounds < 1 or args.requests_per_round < 1:
+    try:
+        args.concurrencies = [int(x) for x in args.concurrency.split(",")]
+    except ValueError:
+        p.error("--concurrency takes integers, e.g. 1,4")
+    if args.versions < 5 or min(args.concurrencies) < 1 or args.rounds < 1 or args.requests_per_round < 1:
         p.error("--versions >= 5, --concurrency, --rounds and --requests-per-round >= 1")
-    if args.versions > 2_000_000 or args.concurrency > 256:
+    if args.versions > 2_000_000 or max(args.concurrencies) > 256:
         p.error("--versions is capped at 2,000,000 and --concurrency at 256")
     args.server_workers = 1
     return args
@@ -115,7 +122,7 @@ async def seed(base: str, url: str, versions: int) -> tuple[str, str]:
                        f"{rng.choice(VARIATIONS)} (revision {n})" for n in range(1, 6)])
     conn = await asyncpg.connect(url)
     try:
-        pid = uuid.UUID((await conn.fetchval("SELECT id::text FROM projects WHERE slug = $1", f"sem-{tag}")))
+        pid = uuid.UUID(await conn.fetchval("SELECT id::text FROM projects WHERE slug = $1", f"sem-{tag}"))
         started = time.monotonic()
         ids = await conn.fetch("""
             INSERT INTO prompts (project_id, name, description, tags, category, latest_version)
@@ -177,11 +184,12 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-async def drive(base: str, token: str, project_id: str, args: argparse.Namespace) -> dict[str, list[float]]:
+async def drive(base: str, token: str, project_id: str, args: argparse.Namespace,
+                concurrency: int) -> dict[str, list[float]]:
     queries = [q["query"] for q in read_tsv("semantic_queries.tsv")]
     counter = [0]
-    errors: dict[str, int] = {m: 0 for m in MODES}
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    errors: dict[str, int] = dict.fromkeys(MODES, 0)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30, headers=headers) as client:
         async def run(mode: str, n: int, out: list[float] | None) -> None:
@@ -207,7 +215,7 @@ async def drive(base: str, token: str, project_id: str, args: argparse.Namespace
                     elif out is not None:
                         out.append(elapsed)
 
-            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
 
         for mode in MODES:
             await run(mode, args.warmup, None)
@@ -219,8 +227,8 @@ async def drive(base: str, token: str, project_id: str, args: argparse.Namespace
     return samples
 
 
-def report(samples: dict[str, list[float]], args: argparse.Namespace, versions: int) -> None:
-    print(f"searchPrompts benchmark: {versions} versions in one project, concurrency {args.concurrency}, "
+def report(samples: dict[str, list[float]], args: argparse.Namespace, versions: int, concurrency: int) -> None:
+    print(f"searchPrompts benchmark: {versions} versions in one project, concurrency {concurrency}, "
           f"{args.rounds} alternating rounds of {args.requests_per_round} requests per mode, first: 10, "
           f"{os.cpu_count()} CPUs")
     print("| mode | requests | p50 ms | p95 ms | p99 ms | max ms | errors |")
@@ -236,10 +244,14 @@ def report(samples: dict[str, list[float]], args: argparse.Namespace, versions: 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    results = []
     with database(args) as url, server(url, 1) as base:
         token, project_id = asyncio.run(seed(base, url, args.versions))
-        samples = asyncio.run(drive(base, token, project_id, args))
-    report(samples, args, args.versions // 5 * 5)
+        for concurrency in args.concurrencies:
+            results.append((concurrency, asyncio.run(drive(base, token, project_id, args, concurrency))))
+    for concurrency, samples in results:
+        report(samples, args, args.versions // 5 * 5, concurrency)
+        print()
     return 0
 
 
