@@ -489,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Run the HTTP server: GraphQL over HTTP and WebSocket at /graphql (GraphiQL in a browser), "
             "/healthz, /readyz and /metrics. The database is migrated first. With no DATABASE_URL an "
             "embedded PostgreSQL is started in the data directory and stopped on Ctrl-C or SIGTERM. "
-            "PROMPTSTUDIO_WORKERS execution workers run inside the server process."
+            "PROMPTSTUDIO_WORKERS workers (executions, embeddings of new prompt versions) run inside the server "
+            "process."
         ),
         epilog=_SETTINGS_NOTE,
     )
@@ -502,11 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser(
         "worker",
-        help="run execution workers without HTTP (scale out next to serve)",
+        help="run workers (executions, embeddings) without HTTP (scale out next to serve)",
         description=(
-            "Run PROMPTSTUDIO_WORKERS execution workers without an HTTP server. Any number of worker and "
-            "serve processes may share one database; point them all at the same DATABASE_URL (or the same "
-            "PROMPTSTUDIO_DATA_DIR for the embedded PostgreSQL). Stops on Ctrl-C or SIGTERM."
+            "Run PROMPTSTUDIO_WORKERS workers (executions, embeddings of new prompt versions) without an HTTP "
+            "server. Any number of worker and serve processes may share one database; point them all at the "
+            "same DATABASE_URL (or the same PROMPTSTUDIO_DATA_DIR for the embedded PostgreSQL). Stops on Ctrl-C "
+            "or SIGTERM."
         ),
         epilog=_SETTINGS_NOTE,
     )

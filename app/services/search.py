@@ -74,6 +74,8 @@ from app.db.models.enums import EmbeddingStatus, PromptStatus
 from app.embeddings import EmbeddingError
 from app.settings import Settings
 
+from . import embeddings as embedding_service
+
 #: Longest query accepted by searchPrompts, in characters.
 MAX_QUERY = 500
 #: How much of a latest version's text goes into the search document (tsvector has a 1 MB limit).
@@ -245,8 +247,6 @@ async def embed_query(db: Db, settings: Settings, project_id: uuid.UUID, query: 
 
     Raises SemanticUnavailable(EMBEDDING_PROVIDER_UNAVAILABLE) when the model cannot be called.
     """
-    from . import embeddings as embedding_service
-
     try:
         async with db() as session:
             embedder = await embedding_service.embedder_for(session, settings, project_id)
