@@ -1,4 +1,5 @@
-"""The ``promptstudio`` command (also ``python -m app``): serve, worker, migrate, export-schema, create-user, demo.
+"""The ``promptstudio`` command (also ``python -m app``): serve, worker, migrate, export-schema, create-user,
+demo, reindex.
 
 Settings come from the environment (``app.settings.Settings.from_env``); the README lists every
 variable. With no ``DATABASE_URL`` the commands that need a database start the embedded PostgreSQL
@@ -402,6 +403,87 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  password: the one you gave")
     print(f"or use GraphiQL at {_http_url(settings.host, settings.port, '/graphql')} with the token from logIn.")
     return 0
+class _ProgressBar:
+    """A progress line on stderr: redrawn in place on a terminal, one line every 10% (or 10 s) otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream=None) -> None:
+        import time
+
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.last_step = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        share = done / total if total else 1.0
+        eta = f", about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+        filled = int(self.WIDTH * share)
+        line = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} {done}/{total} versions, "
+                f"{rate:.1f}/s{eta}")
+        if self.tty:
+            self.stream.write("\r" + line + " " * 8)
+            if done >= total:
+                self.stream.write("\n")
+        else:
+            step = int(share * 10)
+            if step != self.last_step or now - self.last_line >= 10 or done >= total:
+                self.stream.write(line + "\n")
+                self.last_step, self.last_line = step, now
+        self.stream.flush()
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    _configure_logging("warning" if settings.log_level == "info" else settings.log_level)
+
+    from sqlalchemy import select
+
+    from app import embeddings
+    from app.db.engine import create_engine_and_sessionmaker
+    from app.db.models import Project
+    from app.embeddings import EmbeddingError
+    from app.services.embeddings import reindex
+
+    async def run(url: str):
+        engine, sessionmaker = create_engine_and_sessionmaker(url, settings)
+        try:
+            project_id = None
+            if args.project:
+                async with sessionmaker() as session:
+                    project_id = (await session.execute(
+                        select(Project.id).where(Project.slug == args.project))).scalar_one_or_none()
+                if project_id is None:
+                    raise CLIError(f"no project with the slug {args.project!r}")
+            try:
+                return await reindex(sessionmaker, settings, project_id=project_id, force=args.all,
+                                     progress=_ProgressBar())
+            except EmbeddingError as exc:
+                raise CLIError(f"the embedding model failed: {exc.message} (what was embedded stays; run reindex "
+                               "again to go on)") from None
+        finally:
+            await embeddings.close()
+            await engine.dispose()
+
+    with _database(settings) as (url, _embedded):
+        _migrate(url)
+        model = embeddings.model_tag(settings)
+        scope = f"project {args.project}" if args.project else "every project"
+        what = "every version" if args.all else "versions without a vector of this model"
+        print(f"reindexing {what} of {scope} with {model}", file=sys.stderr, flush=True)
+        result = asyncio.run(run(url))
+    rate = result.embedded / result.seconds if result.seconds > 0 else 0.0
+    print(f"done: {result.embedded} versions embedded with {result.model}"
+          + (f" ({result.dimensions} dimensions)" if result.dimensions else "")
+          + f", {result.failed} failed, in {result.seconds:.1f} s ({rate:.1f} versions/s)")
+    return 1 if result.failed else 0
 
 
 # ---------------------------------------------------------------------- argument parser
@@ -443,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
             "console at /console, a landing page at /, "
             "/healthz, /readyz and /metrics. The database is migrated first. With no DATABASE_URL an "
             "embedded PostgreSQL is started in the data directory and stopped on Ctrl-C or SIGTERM. "
-            "PROMPTSTUDIO_WORKERS execution workers run inside the server process."
+            "PROMPTSTUDIO_WORKERS workers (executions, embeddings of new prompt versions) run inside the server "
+            "process."
         ),
         epilog=_SETTINGS_NOTE,
     )
@@ -456,11 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser(
         "worker",
-        help="run execution workers without HTTP (scale out next to serve)",
+        help="run workers (executions, embeddings) without HTTP (scale out next to serve)",
         description=(
-            "Run PROMPTSTUDIO_WORKERS execution workers without an HTTP server. Any number of worker and "
-            "serve processes may share one database; point them all at the same DATABASE_URL (or the same "
-            "PROMPTSTUDIO_DATA_DIR for the embedded PostgreSQL). Stops on Ctrl-C or SIGTERM."
+            "Run PROMPTSTUDIO_WORKERS workers (executions, embeddings of new prompt versions) without an HTTP "
+            "server. Any number of worker and serve processes may share one database; point them all at the "
+            "same DATABASE_URL (or the same PROMPTSTUDIO_DATA_DIR for the embedded PostgreSQL). Stops on Ctrl-C "
+            "or SIGTERM."
         ),
         epilog=_SETTINGS_NOTE,
     )
@@ -519,6 +603,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--project-slug", default="demo", help="the project's slug (default: demo)")
     demo.add_argument("--executions", type=int, default=12, help="executions to run (default: 12)")
     demo.set_defaults(func=cmd_demo)
+    reindex = sub.add_parser(
+        "reindex",
+        help="embed prompt versions for semantic search (after changing the embedding model)",
+        description=(
+            "Embed, with the configured model (PROMPTSTUDIO_EMBEDDING_PROVIDER, PROMPTSTUDIO_EMBEDDING_MODEL), "
+            "every prompt version that has no vector of that model yet: versions whose embedding is pending or "
+            "failed, and all of them after the model changed. Workers do this for new versions on their own; run "
+            "reindex after changing the model, or to retry failures. Shows progress on stderr; safe to stop and "
+            "run again (what was embedded stays). Exit code 1 when some versions failed."
+        ),
+        epilog=_SETTINGS_NOTE,
+    )
+    reindex.add_argument("--project", metavar="SLUG", help="only this project's versions (default: every project)")
+    reindex.add_argument("--all", action="store_true",
+                         help="re-embed every version, even those that have a vector of the model already")
+    reindex.set_defaults(func=cmd_reindex)
     return parser
 
 

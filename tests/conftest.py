@@ -72,8 +72,12 @@ async def sandbox_workers():
     its own, as a server does once): held here, so stopping a test's app does not close it."""
     from app import sandbox
 
+    from app import embeddings
+
     await sandbox.start(Settings())
+    await embeddings.start(Settings(), queries=False, documents=False)  # likewise the embedding model workers
     yield
+    await embeddings.stop()
     await sandbox.stop()
 
 

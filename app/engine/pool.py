@@ -31,6 +31,7 @@ from app.db.models import Job
 from app.services import jobs
 from app.settings import Settings
 
+from .embeddings import EmbeddingHandler
 from .executions import ExecutionHandler
 from .running import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN, Running
 
@@ -50,7 +51,7 @@ class Handler(jobs.JobHooks, Protocol):
 
 def handlers(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Handler]:
     """Every kind of job this process runs, by kind."""
-    return {h.kind: h for h in (ExecutionHandler(settings, sessionmaker),)}
+    return {h.kind: h for h in (ExecutionHandler(settings, sessionmaker), EmbeddingHandler(settings, sessionmaker))}
 
 
 def new_worker_id() -> str:

@@ -58,7 +58,7 @@ async def _append(session: AsyncSession, prompt: Prompt, values: dict[str, Any],
     session.add(version)
     prompt.latest_version = number
     prompt.updated_at = func.now()
-    await finish_write(session, prompt)
+    await finish_write(session, prompt, [version])
     return version
 
 
@@ -166,7 +166,7 @@ async def fork_prompt(tx: Tx, *,
     version = new_version(prompt, 1, values, principal,
                           f'Forked from "{source_prompt.name}" version {source.number}')
     session.add(version)
-    await finish_write(session, prompt)
+    await finish_write(session, prompt, [version])
     note.resource_id = prompt.id
     note.details = {"name": prompt.name, "forkedFromVersionId": str(source.id),
                     "forkedFromPromptId": str(source_prompt.id), "versionId": str(version.id)}

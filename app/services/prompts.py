@@ -41,6 +41,7 @@ from app.templating import (
 from . import access
 from .access import Action
 from .audit import AuditNote
+from .embeddings import queue_versions
 from .errors import ServiceError, conflict, invalid, many, not_found
 from .principal import Principal
 from .search import refresh_search
@@ -221,10 +222,12 @@ async def insert_prompt(session: AsyncSession, *, project_id: uuid.UUID, name: s
     return prompt
 
 
-async def finish_write(session: AsyncSession, prompt: Prompt) -> Prompt:
-    """Flush, rebuild the prompt's search document and reload the row (updated_at etc.)."""
+async def finish_write(session: AsyncSession, prompt: Prompt, new_versions: Sequence[PromptVersion] = ()) -> Prompt:
+    """Flush, rebuild the prompt's search document, queue the embedding of ``new_versions`` (done by
+    a job after the commit) and reload the row (updated_at etc.)."""
     await session.flush()
     await refresh_search(session, [prompt.id])
+    await queue_versions(session, new_versions, prompt.project_id)
     await session.refresh(prompt)
     return prompt
 
@@ -264,7 +267,7 @@ async def create_prompt(tx: Tx, *,
                                  created_by_id=principal.user_id)
     version = new_version(prompt, 1, version_values(content), principal, commit_message)
     session.add(version)
-    await finish_write(session, prompt)
+    await finish_write(session, prompt, [version])
     note.resource_id = prompt.id
     note.details = {"name": prompt.name, "versionId": str(version.id), "contentHash": version.content_hash}
     return prompt, version

@@ -180,7 +180,7 @@ async def test_claims_follow_priority_then_age(gql, app):
     for priority, name in order:
         ids[await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": name}, priority=priority)] = name
     runtime = app.state.runtime
-    hooks = handlers(runtime.settings, runtime.sessionmaker)
+    hooks = {"execution": handlers(runtime.settings, runtime.sessionmaker)["execution"]}  # not the embedding jobs
     claimed = []
     while (job := await jobs.claim(runtime.sessionmaker, "test-worker", hooks, 30)) is not None:
         row = await hooks["execution"].load(job)
@@ -195,7 +195,7 @@ async def test_claims_are_exclusive_under_concurrency(gql, app):
     for n in range(10):
         await execute_ok(gql, t.token, promptId=t.prompt_id, variables={"name": str(n)})
     runtime = app.state.runtime
-    hooks = handlers(runtime.settings, runtime.sessionmaker)
+    hooks = {"execution": handlers(runtime.settings, runtime.sessionmaker)["execution"]}  # not the embedding jobs
 
     async def drain(worker):
         got = []

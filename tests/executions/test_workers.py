@@ -51,7 +51,7 @@ async def test_a_killed_worker_process_leaves_a_lease_that_expires(gql, make_app
     try:
         for eid in (retried, doomed):
             await wait_for(gql, t.token, eid, ("RUNNING",), timeout=20, predicate=lambda e: bool(e["output"]))
-        rows = await db_fetch(db_url, "SELECT worker_id, status, kind FROM jobs")
+        rows = await db_fetch(db_url, "SELECT worker_id, status, kind FROM jobs WHERE kind = 'execution'")
         assert len(rows) == 2 and all(f":{proc.pid}:" in r["worker_id"] for r in rows)  # the process holds both
         assert {(r["status"], r["kind"]) for r in rows} == {("RUNNING", "execution")}
         os.kill(proc.pid, signal.SIGKILL)
@@ -81,7 +81,7 @@ async def test_a_killed_worker_process_leaves_a_lease_that_expires(gql, make_app
     assert any("(lease expired); queued again for attempt 2 of 3" in m for m in logs)
     types = await event_types(db_url, doomed)
     assert types[-1] == "FAILED" and types[-2] == "LOG"
-    assert await db_fetch(db_url, "SELECT id FROM jobs") == []  # finished work leaves no job behind
+    assert await db_fetch(db_url, "SELECT id FROM jobs WHERE kind = 'execution'") == []  # finished work leaves no job behind
 
 
 async def test_attempts_exhausted_and_cancel_of_a_dead_workers_execution(gql, make_app, db_url):
@@ -117,7 +117,7 @@ async def test_cancel_pending(gql, db_url):
     again = (await gql(CANCEL, {"id": eid}, token=t.token))["data"]["cancelExecution"]
     assert [(x["code"], x["field"]) for x in again["userErrors"]] == [("CONFLICT", ["input", "id"])]
     assert await event_types(db_url, eid) == ["QUEUED", "LOG", "LOG", "CANCELLED"]
-    assert await db_fetch(db_url, "SELECT id FROM jobs") == []  # its job went with it
+    assert await db_fetch(db_url, "SELECT id FROM jobs WHERE kind = 'execution'") == []  # its job went with it
     other, _ = await signup(gql, "oth")
     p = (await gql(CANCEL, {"id": eid}, token=other))["data"]["cancelExecution"]
     assert [(x["code"], x["field"]) for x in p["userErrors"]] == [("NOT_FOUND", ["input", "id"])]

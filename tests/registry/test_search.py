@@ -59,7 +59,8 @@ async def test_full_text_inflections_languages_and_typos(gql):
     names = {h["prompt"]["name"] for h in await _search(gql, w.alice, w.a, "refund or vulnerability")}
     assert names == {"support/refund-reply", "security/code-audit"}
     assert await _search(gql, w.alice, w.a, "refund -money") == []
-    assert await _search(gql, w.alice, w.a, "   ") == []
+    body = await gql(SEARCH, {"p": w.a, "q": "   "}, token=w.alice, check=False)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"  # an empty query is a user error
     assert await _search(gql, w.alice, w.a, "xylophone") == []
 
 
@@ -70,9 +71,12 @@ async def test_ranking_modes_filters_and_freshness(gql):
     hits = await _search(gql, w.alice, w.a, "refund")
     assert [h["prompt"]["name"] for h in hits] == ["refund", "support/refund-reply"]
     assert hits[0]["score"] > hits[1]["score"] > 0
-    # SEMANTIC and HYBRID are not available yet: they rank exactly as FULLTEXT.
-    for mode in ("FULLTEXT", "SEMANTIC", "HYBRID"):
+    # No embeddings yet (this app runs no workers): HYBRID ranks as FULLTEXT, SEMANTIC says why it cannot
+    # (tests/search covers both with embeddings).
+    for mode in ("FULLTEXT", "HYBRID"):
         assert await _search(gql, w.alice, w.a, "refund", mode=mode) == hits
+    body = await gql(SEARCH, {"p": w.a, "q": "refund", "mode": "SEMANTIC"}, token=w.alice, check=False)
+    assert body["errors"][0]["extensions"]["code"] == "EMBEDDINGS_NOT_READY"
     assert len(await _search(gql, w.alice, w.a, "refund", first=1)) == 1
     assert [h["prompt"]["name"] for h in await _search(gql, w.alice, w.a, "refund", f={"tags": ["support"]})] == [
         "support/refund-reply"]

@@ -15,6 +15,7 @@ import strawberry
 from app.db.models.enums import (
     ApiScope,
     AuditResult,
+    EmbeddingStatus,
     ExecutionEventType,
     ExecutionStatus,
     LogLevel,
@@ -62,6 +63,11 @@ graphql_enum(ValidationType, values={
     "JMESPATH": 'config: {"expression": "..."} — a JMESPath expression over the parsed output must be truthy.',
 })
 graphql_enum(ValidationStatus)
+graphql_enum(EmbeddingStatus, description="Where a prompt version's embedding (semantic search) is.", values={
+    "PENDING": "Queued: a worker embeds it soon after the version was created (or retries after an error).",
+    "READY": "Embedded: semantic search and Prompt.similar find it.",
+    "FAILED": "The model could not embed it (see error); `promptstudio reindex` tries again.",
+})
 graphql_enum(ExecutionStatus)
 graphql_enum(Priority)
 graphql_enum(LogLevel)

@@ -42,10 +42,13 @@ class SearchMode(enum.Enum):
         "FULLTEXT", description="PostgreSQL full-text search (english and simple configurations) plus trigram "
                                 "similarity of names.")
     SEMANTIC = strawberry.enum_value(
-        "SEMANTIC", description="Not available yet: ranked as FULLTEXT until semantic search is built.")
+        "SEMANTIC", description="Meaning, not words: prompts ranked by the cosine similarity of their best-matching "
+                                "version's embedding to the query's (pgvector HNSW index); finds paraphrases and other "
+                                "languages. An error (EMBEDDINGS_NOT_READY, EMBEDDING_PROVIDER_UNAVAILABLE) when it "
+                                "cannot run.")
     HYBRID = strawberry.enum_value(
-        "HYBRID", description="Full-text and semantic ranks fused. Semantic ranking is not available yet, so "
-                              "HYBRID currently ranks exactly as FULLTEXT.")
+        "HYBRID", description="Full-text and semantic ranks fused (reciprocal rank fusion, k = 60). When the semantic "
+                              "half cannot run (embeddings not ready, provider down) it ranks as FULLTEXT.")
 
 
 @strawberry.enum

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, column, func, select
 
 from app.db import models
+from app.services import search
 from app.services.search import PromptFilterSpec, filter_clauses
 
 from ..core.child_pages import ChildPageLoader
@@ -22,6 +23,28 @@ class VersionByNumber(ByKeyLoader):
 
     model = models.PromptVersion
     columns = ("prompt_id", "number")
+
+
+class EmbeddingOfVersion(ByKeyLoader):
+    """Key (version id,) -> its version_embeddings row (status, model; not the vector) or None."""
+
+    model = models.VersionEmbedding
+    columns = ("version_id",)
+
+
+class SimilarPrompts(BaseLoader):
+    """Key (prompt id, first) -> the nearest other prompts of its project (one statement per ``first``)."""
+
+    async def batch_load_fn(self, keys: Sequence[tuple[uuid.UUID, int]]) -> list[list[search.SemanticHit]]:
+        by_limit: dict[int, set[uuid.UUID]] = defaultdict(set)
+        for prompt_id, first in keys:
+            by_limit[first].add(prompt_id)
+        found: dict[tuple[uuid.UUID, int], list[search.SemanticHit]] = {}
+        async with self.ctx.db() as session, session.begin():
+            for first, ids in by_limit.items():
+                hits = await search.similar_prompts(session, self.ctx.settings, sorted(ids), first)
+                found.update({(pid, first): h for pid, h in hits.items()})
+        return [found.get((k[0], k[1]), []) for k in keys]
 
 
 class PromptByName(ByKeyLoader):

@@ -5,6 +5,7 @@ Every field is declared here, on its type. Fields whose data belongs to another 
 """
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,10 +19,10 @@ from app.templating.diff import diff_contents
 
 from ..core.child_pages import child_connection
 from ..core.context import Info
-from ..core.enums import PromptKind, PromptStatus, TemplateFormat
+from ..core.enums import EmbeddingStatus, PromptKind, PromptStatus, TemplateFormat
 from ..core.errors import BadRequest
 from ..core.loaders import Visible
-from ..core.pagination import Connection
+from ..core.pagination import MAX_PAGE, Connection
 from ..core.relay import Node, decode_id, global_id, node, related
 from ..deployments import resolvers as deployments
 from ..deployments.types import Deployment
@@ -31,7 +32,7 @@ from ..models.types import ModelSettings
 from ..validations import resolvers as validations
 from ..validations.types import Validation
 from .content import ChatMessageTemplate, DiffHunk, RenderResult, TemplateVariable
-from .loaders import VersionByNumber, VersionsPage, check_cursor
+from .loaders import EmbeddingOfVersion, SimilarPrompts, VersionByNumber, VersionsPage, check_cursor
 
 if TYPE_CHECKING:
     from ..identity.types import User
@@ -123,6 +124,19 @@ class Prompt(Node):
         return await executions.prompt_executions(info, self.row, first, after, filter)
 
     @strawberry.field(description=(
+        "The project's prompts whose latest content means nearly the same, most similar first (semantic): the "
+        "cosine similarity of their best-matching version to this prompt's latest embedded version, through the "
+        "HNSW index. Archived prompts are left out. Empty until this prompt's embedding is ready. `first`: 1-100."))
+    async def similar(self, info: Info, first: int | None = 5) -> list[PromptSearchHit]:
+        limit = 5 if first is None else first
+        if not 0 <= limit <= MAX_PAGE:
+            raise BadRequest(f"`first` must be between 0 and {MAX_PAGE}")
+        if limit == 0:
+            return []
+        hits = await info.context.loader(SimilarPrompts).load((self.row.id, limit))
+        return await search_hits(info, [(h.prompt_id, h.version_id, h.similarity, None) for h in hits])
+
+    @strawberry.field(description=(
         "Side-by-side figures of the versions live in one environment's traffic split: the versions of the "
         "environment's active deployments now (in split order), each with the figures of its executions in that "
         "environment within the window. Empty when nothing is deployed there."))
@@ -209,6 +223,12 @@ class PromptVersion(Node):
         outcome = await sandbox.render(info.context.settings, content_of(self.row), variables)
         return RenderResult.from_outcome(outcome)
 
+    @strawberry.field(description="Its embedding for semantic search (status PENDING, READY or FAILED); null "
+                                  "only for a version created before embeddings existed and not yet reindexed.")
+    async def embedding(self, info: Info) -> VersionEmbedding | None:
+        row = await info.context.loader(EmbeddingOfVersion).load((self.row.id,))
+        return VersionEmbedding.from_row(row) if row is not None else None
+
     @strawberry.field(description="Active deployments that serve this version.")
     async def deployments(self, info: Info) -> list[Deployment]:
         return await deployments.version_deployments(info, self.row.id)
@@ -247,10 +267,50 @@ class PromptVersionDiff:
 class PromptSearchHit:
     prompt: Prompt
     version: PromptVersion | None = strawberry.field(
-        description="The version whose content matched best: the latest version (only the latest version's "
-                    "content is indexed).")
-    score: float = strawberry.field(description="ts_rank_cd of the full-text match plus the trigram similarity "
-                                                "of the name; higher is better.")
+        description="The version whose content matched best: for FULLTEXT the latest version (only the latest "
+                    "version's text is indexed for words); for SEMANTIC, similar and HYBRID the version whose "
+                    "embedding is nearest (every version is embedded).")
+    score: float = strawberry.field(description=(
+        "Higher is better. FULLTEXT: ts_rank_cd of the match plus the trigram similarity of the name. SEMANTIC and "
+        "Prompt.similar: the cosine similarity of the embeddings (-1..1). HYBRID: the sum over the full-text and "
+        "semantic rankings of 1 / (60 + rank), so at most 2/61 ≈ 0.033."))
     snippet: str | None = strawberry.field(description="Text around the matches, matches marked "
                                                        "<mark>…</mark>; null when only the name matched "
                                                        "by similarity.")
+
+
+async def search_hits(info: Info, items: list[tuple[uuid.UUID, uuid.UUID | None, float, str | None]]
+                      ) -> list[PromptSearchHit]:
+    """Hits from (prompt id, best version id or None for the latest, score, snippet), loaded in batches."""
+    ctx = info.context
+    prompts = await ctx.by_id(models.Prompt).load_many([pid for pid, _, _, _ in items])
+    by_id = await ctx.by_id(models.PromptVersion).load_many([vid for _, vid, _, _ in items if vid is not None])
+    versions = dict(zip([vid for _, vid, _, _ in items if vid is not None], by_id, strict=True))
+    latest_keys = [(p.id, p.latest_version) for p, (_, vid, _, _) in zip(prompts, items, strict=True)
+                   if p is not None and vid is None]
+    latest = dict(zip(latest_keys, await ctx.loader(VersionByNumber).load_many(latest_keys), strict=True))
+    hits = []
+    for prompt, (_, vid, score, snippet) in zip(prompts, items, strict=True):
+        if prompt is None:
+            continue  # deleted meanwhile
+        version = versions.get(vid) if vid is not None else latest.get((prompt.id, prompt.latest_version))
+        hits.append(PromptSearchHit(prompt=Prompt.from_row(prompt), score=score, snippet=snippet,
+                                    version=PromptVersion.from_row(version) if version is not None else None))
+    return hits
+
+
+@strawberry.type(description="A prompt version's embedding for semantic search: made by a job after the version "
+                             "is created, once (versions are immutable).")
+class VersionEmbedding:
+    status: EmbeddingStatus
+    model: str | None = strawberry.field(description='The model that made the vector, e.g. "builtin:wordllama"; '
+                                                     "searches use the vectors of the configured model only.")
+    dimensions: int | None = strawberry.field(description="The vector's length.")
+    error: str | None = strawberry.field(description="Why it FAILED, or the last error of a PENDING one being "
+                                                     "retried.")
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: models.VersionEmbedding) -> VersionEmbedding:
+        return cls(status=EmbeddingStatus(row.status), model=row.model, dimensions=row.dimensions, error=row.error,
+                   updated_at=row.updated_at)

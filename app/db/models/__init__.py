@@ -1,6 +1,7 @@
 """All models; importing this package registers every table on ``Base.metadata``."""
 from .audit import AuditEvent
 from .base import Base
+from .embeddings import VersionEmbedding
 from .executions import Execution, ExecutionEvent, ExecutionLog, Feedback
 from .identity import ApiKey, User, UserSession
 from .jobs import Job
@@ -12,5 +13,5 @@ from .usage import LlmUsage, ModelConfig
 __all__ = [
     "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback", "Job",
     "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "Span",
-    "Trace", "User", "UserSession", "Validation",
+    "Trace", "User", "UserSession", "Validation", "VersionEmbedding",
 ]

@@ -100,6 +100,12 @@ class AuditResult(StrEnum):
     DENIED = "DENIED"
 
 
+class EmbeddingStatus(StrEnum):
+    PENDING = "PENDING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
 class JobStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
