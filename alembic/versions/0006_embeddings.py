@@ -9,7 +9,7 @@ length gets its index when its first vector is written (``app.services.embedding
 Existing versions get a PENDING row and a job each, so the workers embed them after the upgrade.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 from __future__ import annotations
 
