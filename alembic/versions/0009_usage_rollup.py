@@ -2,14 +2,13 @@
 prompt and version: calls, tokens, cost, latency sum and count), kept exact by statement-level triggers
 on ``llm_usage`` — whoever writes usage (executions, ingested spans, a bulk load) keeps it up to date.
 
-- INSERT: the statement's new rows, summed per key, upserted in key order (concurrent writers lock
-  rollup rows in the same order, so they never deadlock on them).
-- UPDATE: only rows whose key or figures changed (a deleted prompt or version sets them null; a
-  span or execution removed by retention changes nothing here) are moved: subtracted from their
-  old key, added to their new one.
-- DELETE: subtracted (an UPDATE of existing rollup rows only: when a whole project goes, its rollup
-  rows go by their own cascade).
-Rows that reach zero calls are removed. Existing usage is summed in at upgrade.
+- INSERT adds the statement's new rows, UPDATE takes the old versions away and adds the new ones
+  (a deleted prompt or version sets them null; a span or execution removed by retention changes
+  nothing here, so its deltas cancel out and nothing is written), DELETE takes them away.
+- The deltas are summed per key and upserted in key order (concurrent writers lock rollup rows in
+  the same order, so they never deadlock on them); rows left without calls are removed; a project
+  being deleted is skipped (its rollup rows go by their own cascade).
+Existing usage is summed in at upgrade.
 
 Revision ID: 0009
 Revises: 0005
@@ -26,61 +25,78 @@ depends_on = None
 
 KEY = "project_id, hour, provider, model, prompt_id, version_id"
 
-# the figures of a set of llm_usage rows, summed per rollup key ({sign}: 1 adds them, -1 subtracts them)
-_SUMS = """
+# each row of a set of llm_usage rows as a rollup delta: {sign} 1 adds it, -1 takes it away
+_SIDE = """
     SELECT project_id, date_trunc('hour', created_at, 'UTC') AS hour, provider, model, prompt_id, version_id,
-           {sign} * count(*) AS calls, {sign} * sum(input_tokens) AS input_tokens,
-           {sign} * sum(output_tokens) AS output_tokens, {sign} * sum(total_cost_usd) AS cost_usd,
-           {sign} * coalesce(sum(latency_ms), 0) AS latency_ms_sum, {sign} * count(latency_ms) AS latency_calls
+           {sign}::bigint AS calls, {sign} * input_tokens::bigint AS input_tokens,
+           {sign} * output_tokens::bigint AS output_tokens, {sign} * total_cost_usd AS cost_usd,
+           {sign} * coalesce(latency_ms, 0)::bigint AS latency_ms_sum,
+           {sign} * (latency_ms IS NOT NULL)::int::bigint AS latency_calls
     FROM {rows}
-    GROUP BY 1, 2, 3, 4, 5, 6
 """
 
-_ADD = f"""
-    INSERT INTO llm_usage_hourly AS h ({KEY}, calls, input_tokens, output_tokens, cost_usd, latency_ms_sum,
-                                       latency_calls)
-    SELECT * FROM ({_SUMS.format(sign=1, rows="{rows}")}) AS s ORDER BY {KEY}
-    ON CONFLICT ({KEY}) DO UPDATE SET
-        calls = h.calls + excluded.calls, input_tokens = h.input_tokens + excluded.input_tokens,
-        output_tokens = h.output_tokens + excluded.output_tokens, cost_usd = h.cost_usd + excluded.cost_usd,
-        latency_ms_sum = h.latency_ms_sum + excluded.latency_ms_sum,
-        latency_calls = h.latency_calls + excluded.latency_calls;
+# Applies the net deltas per key (keys whose deltas cancel out are left alone), in key order, to projects that
+# still exist (a project being deleted takes its rollup rows by cascade), then removes rows left without calls.
+# Deltas, not (old, new) pairs: a row updated twice by one statement (a deleted prompt sets prompt_id and
+# version_id null through two cascades) appears in the transition tables once per update, and the sum telescopes.
+_APPLY = f"""
+    WITH changed AS (
+        INSERT INTO llm_usage_hourly AS h ({KEY}, calls, input_tokens, output_tokens, cost_usd, latency_ms_sum,
+                                           latency_calls)
+        SELECT {KEY}, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost_usd), sum(latency_ms_sum),
+               sum(latency_calls)
+        FROM ({{sides}}) AS d
+        WHERE EXISTS (SELECT FROM projects p WHERE p.id = d.project_id)
+        GROUP BY {KEY}
+        HAVING sum(calls) <> 0 OR sum(input_tokens) <> 0 OR sum(output_tokens) <> 0 OR sum(cost_usd) <> 0
+            OR sum(latency_ms_sum) <> 0 OR sum(latency_calls) <> 0
+        ORDER BY {KEY}
+        ON CONFLICT ({KEY}) DO UPDATE SET
+            calls = h.calls + excluded.calls, input_tokens = h.input_tokens + excluded.input_tokens,
+            output_tokens = h.output_tokens + excluded.output_tokens, cost_usd = h.cost_usd + excluded.cost_usd,
+            latency_ms_sum = h.latency_ms_sum + excluded.latency_ms_sum,
+            latency_calls = h.latency_calls + excluded.latency_calls
+        RETURNING h.id, h.calls
+    )
+    SELECT array_agg(id) FILTER (WHERE calls <= 0) INTO emptied FROM changed;
+    IF emptied IS NOT NULL THEN
+        DELETE FROM llm_usage_hourly WHERE id = ANY(emptied);
+    END IF;
 """
 
-_SUBTRACT = f"""
-    UPDATE llm_usage_hourly AS h SET
-        calls = h.calls - s.calls, input_tokens = h.input_tokens - s.input_tokens,
-        output_tokens = h.output_tokens - s.output_tokens, cost_usd = h.cost_usd - s.cost_usd,
-        latency_ms_sum = h.latency_ms_sum - s.latency_ms_sum, latency_calls = h.latency_calls - s.latency_calls
-    FROM ({_SUMS.format(sign=1, rows="{rows}")}) AS s
-    WHERE (h.project_id, h.hour, h.provider, h.model) = (s.project_id, s.hour, s.provider, s.model)
-      AND h.prompt_id IS NOT DISTINCT FROM s.prompt_id AND h.version_id IS NOT DISTINCT FROM s.version_id;
-    DELETE FROM llm_usage_hourly AS h USING (SELECT DISTINCT project_id, date_trunc('hour', created_at, 'UTC') AS hour
-                                             FROM {{rows}}) AS s
-    WHERE h.project_id = s.project_id AND h.hour = s.hour AND h.calls <= 0;
-"""
 
-# rows of an UPDATE whose rollup key or figures changed: (old, new) pairs
-_CHANGED = """
-    (SELECT {side}.* FROM old_rows o JOIN new_rows n ON n.id = o.id
-     WHERE (o.project_id, o.created_at, o.provider, o.model, o.prompt_id, o.version_id, o.input_tokens,
-            o.output_tokens, o.total_cost_usd, o.latency_ms)
-           IS DISTINCT FROM (n.project_id, n.created_at, n.provider, n.model, n.prompt_id, n.version_id,
-                             n.input_tokens, n.output_tokens, n.total_cost_usd, n.latency_ms)) AS {side}_changed
-"""
+def apply(*sides: str) -> str:
+    """The statements applying these sides' deltas (plpgsql, with ``emptied uuid[]`` declared)."""
+    return _APPLY.format(sides=" UNION ALL ".join(sides))
+
+
+PLUS_NEW = _SIDE.format(sign=1, rows="new_rows")
+MINUS_OLD = _SIDE.format(sign=-1, rows="old_rows")
 
 FUNCTION = f"""
 CREATE FUNCTION llm_usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    emptied uuid[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        {_ADD.format(rows="new_rows")}
+        {apply(PLUS_NEW)}
     ELSIF TG_OP = 'UPDATE' THEN
-        {_SUBTRACT.format(rows=_CHANGED.format(side="o"))}
-        {_ADD.format(rows=_CHANGED.format(side="n"))}
+        {apply(MINUS_OLD, PLUS_NEW)}
     ELSE
-        {_SUBTRACT.format(rows="old_rows")}
+        {apply(MINUS_OLD)}
     END IF;
     RETURN NULL;
+END
+$$;
+"""
+
+#: The usage already there, summed in at upgrade.
+BACKFILL = f"""
+DO $$
+DECLARE
+    emptied uuid[];
+BEGIN
+    {apply(_SIDE.format(sign=1, rows="llm_usage"))}
 END
 $$;
 """
@@ -117,7 +133,7 @@ def upgrade() -> None:
                "EXECUTE FUNCTION llm_usage_rollup()")
     op.execute("CREATE TRIGGER llm_usage_rollup_delete AFTER DELETE ON llm_usage REFERENCING OLD TABLE AS old_rows "
                "FOR EACH STATEMENT EXECUTE FUNCTION llm_usage_rollup()")
-    op.execute(_ADD.format(rows="llm_usage"))
+    op.execute(BACKFILL)
 
 
 def downgrade() -> None:

@@ -196,7 +196,7 @@ buckets AS (
     SELECT g AT TIME ZONE 'UTC' AS bucket
     FROM generate_series(date_trunc(:unit, CAST(:start AS timestamptz) AT TIME ZONE 'UTC'),
                          CAST(:end AS timestamptz) AT TIME ZONE 'UTC' - interval '1 microsecond',
-                         CAST(:step AS interval)) AS g
+                         interval '{step}') AS g
 )
 SELECT b.bucket, {select_cols}
        coalesce(a.calls, 0) AS calls, coalesce(a.input_tokens, 0) AS input_tokens,
@@ -219,7 +219,7 @@ def _ceil_hour(at: datetime) -> datetime:
     return floor if floor == at else floor + timedelta(hours=1)
 
 
-def report_sql(group_by: Sequence[CostDimension], *, raw: bool, with_p95: bool) -> str:
+def report_sql(bucket: TimeBucket, group_by: Sequence[CostDimension], *, raw: bool, with_p95: bool) -> str:
     """The report's one statement for these dimensions (the values are bound parameters)."""
     cols = [COLUMNS[d] for d in group_by]
     agg_cols = "".join(f"{c}, " for c in cols)
@@ -235,7 +235,8 @@ def report_sql(group_by: Sequence[CostDimension], *, raw: bool, with_p95: bool) 
     select_cols = "".join(f"g.{c}, " for c in cols)
     join = "".join(f" AND a.{c} IS NOT DISTINCT FROM g.{c}" for c in cols)
     order = "".join(f", g.{c}" for c in cols)
-    return _REPORT.format(agg=agg, groups=groups, select_cols=select_cols, join=join, order=order)
+    return _REPORT.format(agg=agg, groups=groups, select_cols=select_cols, join=join, order=order,
+                          step=_UNITS[bucket][1])
 
 
 async def cost_report(session: AsyncSession, project_id: uuid.UUID, *, start: datetime, end: datetime,
@@ -249,10 +250,9 @@ async def cost_report(session: AsyncSession, project_id: uuid.UUID, *, start: da
     inner_start, inner_end = _ceil_hour(start), end.replace(minute=0, second=0, microsecond=0)
     if inner_start >= inner_end:  # no whole hour: all from llm_usage
         inner_start = inner_end = end
-    unit, step = _UNITS[bucket]
-    sql = report_sql(dims, raw=raw, with_p95=with_p95)
+    sql = report_sql(bucket, dims, raw=raw, with_p95=with_p95)
     params = {"project": project_id, "start": start, "end": end, "inner_start": inner_start,
-              "inner_end": inner_end, "unit": unit, "step": step, "limit": max_rows + 1}
+              "inner_end": inner_end, "unit": _UNITS[bucket][0], "limit": max_rows + 1}
     result = (await session.execute(text(sql), params)).mappings().all()
     if len(result) > max_rows:
         raise invalid(f"the report would have more than {max_rows} rows (buckets x groups); use a larger bucket, "

@@ -59,6 +59,7 @@ class ModelQuery:
         group_by: list[CostDimension] | None = [],  # noqa: B006 - the contract's default; never mutated
     ) -> CostReport:
         ctx = info.context
+        ctx.require_auth()
         pid = decode_id(project_id, db.Project)
         if pid is None:
             raise ClientError("No project with this ID.", "NOT_FOUND")

@@ -101,6 +101,11 @@ class SpanBySpanId(ByKeyLoader):
     columns = ("trace_pk", "span_id")
 
 
+class RootSpan(SpanBySpanId):
+    """Trace.rootSpan: the same lookup as Span.parent, batched apart (so the statements of a request do not depend
+    on which loads happen to share a tick)."""
+
+
 class SpanChildren(BaseLoader):
     """Key (trace row id, span id) -> the spans whose parent it is, in start order."""
 

@@ -23,7 +23,7 @@ from ..core.errors import BadRequest
 from ..core.pagination import Connection, check_cursor_types
 from ..core.relay import Node, global_id, node, related
 from ..models.types import CostTotals, LlmUsage
-from .loaders import SpanBySpanId, SpanChildren, SpansPage, TraceFilterSpec, UsageBySpan
+from .loaders import RootSpan, SpanBySpanId, SpanChildren, SpansPage, TraceFilterSpec, UsageBySpan
 
 if TYPE_CHECKING:
     from ..executions.types import Execution
@@ -132,7 +132,7 @@ class Trace(Node):
     async def root_span(self, info: Info) -> Span | None:
         if self.row.root_span_id is None:
             return None
-        row = await info.context.loader(SpanBySpanId).load((self.row.id, self.row.root_span_id))
+        row = await info.context.loader(RootSpan).load((self.row.id, self.row.root_span_id))
         return Span.from_row(row) if row is not None else None
 
     @strawberry.field(description="Its spans in start order (start time, then id); keyset pagination, 100 a page "
