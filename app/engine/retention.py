@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -59,7 +60,7 @@ async def sweep_executions(sessionmaker: async_sessionmaker[AsyncSession], *, no
 
 
 # The oldest traces past the cutoff, locked, then as many of them as keep the batch's spans within the
-# limit (the first always: sums before it are 0).
+# limit (the first always).
 _TRACES_BATCH = """
 WITH candidates AS (
     SELECT id, start_time, span_count FROM traces
@@ -69,22 +70,30 @@ WITH candidates AS (
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT id FROM (
-        SELECT id, sum(span_count) OVER (ORDER BY start_time, id) - span_count AS spans_before FROM candidates
-    ) AS c WHERE spans_before < :max_spans
+        SELECT id, span_count, sum(span_count) OVER (ORDER BY start_time, id) - span_count AS spans_before
+        FROM candidates
+    ) AS c WHERE spans_before = 0 OR spans_before + span_count <= :max_spans
 )
 DELETE FROM traces WHERE id IN (SELECT id FROM chosen)
 RETURNING span_count
 """
 
 
+class TraceSweep(NamedTuple):
+    traces: int
+    spans: int
+    #: transactions that deleted something
+    batches: int
+
+
 async def sweep_traces(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None,
-                       batch_size: int = BATCH_SIZE, spans_per_batch: int = SPANS_PER_BATCH) -> tuple[int, int]:
-    """Delete every trace (and its spans) past its project's retention; returns (traces, spans) deleted."""
+                       batch_size: int = BATCH_SIZE, spans_per_batch: int = SPANS_PER_BATCH) -> TraceSweep:
+    """Delete every trace (and its spans) past its project's retention; returns what was deleted."""
     now = now or datetime.now(UTC)
     async with sessionmaker() as session:
         projects = (await session.execute(
             select(Project.id, Project.trace_retention_days).where(Project.trace_retention_days.is_not(None)))).all()
-    traces = spans = 0
+    traces = spans = batches = 0
     for project_id, days in projects:
         cutoff = now - timedelta(days=days or 0)
         while True:
@@ -92,13 +101,14 @@ async def sweep_traces(sessionmaker: async_sessionmaker[AsyncSession], *, now: d
                 deleted = (await session.execute(text(_TRACES_BATCH), {
                     "project": project_id, "cutoff": cutoff, "limit": batch_size,
                     "max_spans": spans_per_batch})).scalars().all()
-            traces += len(deleted)
-            spans += sum(deleted)
             if not deleted:
                 break
+            traces += len(deleted)
+            spans += sum(deleted)
+            batches += 1
     if traces:
-        log.info("retention: deleted %d traces with %d spans", traces, spans)
-    return traces, spans
+        log.info("retention: deleted %d traces with %d spans in %d batches", traces, spans, batches)
+    return TraceSweep(traces, spans, batches)
 
 
 async def retention_loop(sessionmaker: async_sessionmaker[AsyncSession], interval_seconds: float,
