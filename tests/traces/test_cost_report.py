@@ -211,6 +211,15 @@ async def test_bad_ranges_are_the_callers_mistake(gql, make_app, write):
     (error,) = resp.json()["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "more than 5 rows" in error["message"]
 
+    # totals past GraphQL's 32-bit Int: refused, never a wrong number
+    big = START + timedelta(days=20)
+    await write(project, [span(f"{999:032x}", n, None, start=0, end=0, t0=big, kind="LLM", usage=llm(2_000_000_000, 1))
+                          for n in (1, 2)])
+    body = await gql(WITHOUT_P95, {"p": project, "from": big.isoformat(), "to": (big + timedelta(days=1)).isoformat()},
+                     token=token, check=False)
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "GraphQL Int" in error["message"], error
+
 
 async def test_who_may_read_costs(gql, write):
     token, project, prompts = await _world(gql)

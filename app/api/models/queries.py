@@ -19,6 +19,9 @@ from ..core.relay import decode_id
 from ..core.selection import selects
 from .types import CostBucket, CostDimension, CostReport, CostTotals, ModelConfig, ProviderInfo, TimeBucket
 
+#: GraphQL's Int is 32-bit.
+INT_MAX = 2**31 - 1
+
 
 @strawberry.type
 class ModelQuery:
@@ -77,6 +80,9 @@ class ModelQuery:
                     raise ClientError(exc.message, exc.code) from None
                 raise BadRequest(exc.message) from None
         t = data.totals
+        if max(t.calls, t.input_tokens + t.output_tokens) > INT_MAX:
+            raise BadRequest(f"the report's totals exceed what a GraphQL Int holds ({INT_MAX:,} tokens); ask for a "
+                             "shorter range")
         return CostReport(from_=data.start, to=data.end, bucket=data.bucket, group_by=list(data.group_by),
                           totals=CostTotals.of(t.calls, t.input_tokens, t.output_tokens, t.cost_usd),
                           buckets=[CostBucket.from_row(r) for r in data.rows])
