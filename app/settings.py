@@ -152,8 +152,16 @@ class Settings:
     #: Notifications buffered per subscriber before it is told it fell behind and closed (at least 20:
     #: one finishing transaction announces several events at once).
     subscriber_buffer: int = 1000
-    #: Seconds between retention sweeps (finished executions past the project's retention).
+    #: Seconds between retention sweeps (finished executions and traces past the project's retention).
     retention_interval_seconds: int = 3600
+
+    # --- traces and cost reports
+    #: projectTraces sends a trace at most once per this many seconds (its last state always follows).
+    trace_feed_interval_seconds: float = 1.0
+    #: Most time buckets a cost report may have (e.g. 1000: six weeks of HOUR buckets).
+    cost_report_max_buckets: int = 1000
+    #: Most rows (buckets x groups) a cost report may have.
+    cost_report_max_rows: int = 20000
     #: Provider used when a prompt names none.
     default_provider: str = "echo"
     default_model: str = "echo-1"
@@ -207,6 +215,9 @@ class Settings:
             max_queued_per_project=_int("PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT", 1000, minimum=1),
             subscriber_buffer=_int("PROMPTSTUDIO_SUBSCRIBER_BUFFER", 1000, minimum=20),
             retention_interval_seconds=_int("PROMPTSTUDIO_RETENTION_INTERVAL_SECONDS", 3600, minimum=1),
+            trace_feed_interval_seconds=_float("PROMPTSTUDIO_TRACE_FEED_INTERVAL_SECONDS", 1.0, minimum=0.05),
+            cost_report_max_buckets=_int("PROMPTSTUDIO_COST_REPORT_MAX_BUCKETS", 1000, minimum=1),
+            cost_report_max_rows=_int("PROMPTSTUDIO_COST_REPORT_MAX_ROWS", 20000, minimum=1),
             default_provider=_env("PROMPTSTUDIO_DEFAULT_PROVIDER", "echo"),
             default_model=_env("PROMPTSTUDIO_DEFAULT_MODEL", "echo-1"),
             openai_api_key=_env("OPENAI_API_KEY"),

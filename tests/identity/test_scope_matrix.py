@@ -13,20 +13,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from datetime import UTC, datetime, timedelta
+
+from app.services.traces import SpanRecord, SpanUsage, write_spans
 from tests.executions.util import create_prompt, execute_ok, set_credential, wait_for
 from tests.helpers import create_api_key, create_project, signup
 
-from .util import ERR
+from .util import ERR, raw_uuid
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPANS_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+REPORT_FROM, REPORT_TO = "2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z"
 
 ALL_SCOPES = ["PROMPTS_READ", "PROMPTS_WRITE", "EXECUTIONS_READ", "EXECUTIONS_WRITE", "TRACES_READ", "TRACES_WRITE",
               "EXPERIMENTS_READ", "EXPERIMENTS_WRITE", "PROJECT_ADMIN"]
 PROMPTS = {"PROMPTS_READ", "PROMPTS_WRITE", "PROJECT_ADMIN"}
 EXECUTIONS = {"EXECUTIONS_READ", "EXECUTIONS_WRITE", "PROJECT_ADMIN"}
+TRACES = {"TRACES_READ", "TRACES_WRITE", "PROJECT_ADMIN"}
 #: Which scopes may read an object of each node type (app.services.access.READ_RULES).
 MAY_READ = {
     "Project": set(ALL_SCOPES), "User": set(ALL_SCOPES), "ModelConfig": set(ALL_SCOPES),
     "Prompt": PROMPTS, "PromptVersion": PROMPTS, "Deployment": PROMPTS, "Validation": PROMPTS,
     "Execution": EXECUTIONS, "ExecutionLog": EXECUTIONS, "Feedback": EXECUTIONS,
+    "Trace": TRACES, "Span": TRACES,
+    # usage and cost: what executions and traces cost, so either kind of key
+    "LlmUsage": EXECUTIONS | TRACES,
     "ApiKey": {"PROJECT_ADMIN"}, "ProviderCredential": {"PROJECT_ADMIN"}, "AuditEvent": {"PROJECT_ADMIN"},
     # not a node: the member list (VIEW_MEMBERS, which keys have with PROJECT_ADMIN)
     "ProjectMember": {"PROJECT_ADMIN"},
@@ -93,6 +104,30 @@ CASES: list[tuple[str | None, str, str, str]] = [
      "ProviderCredential", "ProviderCredential"),
     ("Project", "query($id: ID!) { node(id: $id) { ... on Project { auditEvents(first: 100) { nodes { id } } } } }",
      "AuditEvent", "AuditEvent"),
+    # Traces, spans and usage
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { traces { nodes { id } } } } }", "Trace", "Trace"),
+    ("Project", f'query($id: ID!) {{ node(id: $id) {{ ... on Project {{ trace(traceId: "{TRACE_ID}") {{ id }} }} }} }}',
+     "Trace", "Trace"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { trace { id } } } }", "Trace", "Trace"),
+    ("Span", "query($id: ID!) { node(id: $id) { ... on Span { trace { id } } } }", "Trace", "Trace"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { spans { nodes { id } } } } }", "Span", "Span"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { rootSpan { id } } } }", "Span", "RootSpan"),
+    ("Span", "query($id: ID!) { node(id: $id) { ... on Span { parent { id } } } }", "Span", "RootSpan"),
+    ("Trace/Span", "query($id: ID!) { node(id: $id) { ... on Trace { rootSpan { children { id } } } } }", "Span",
+     "Span"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { span { id } } } }", "Span", "Span"),
+    ("Span", "query($id: ID!) { node(id: $id) { ... on Span { usage { id } } } }", "LlmUsage", "LlmUsage"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { execution { id } } } }", "Execution", "Execution"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { execution { id } } } }", "Execution",
+     "Execution"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { prompt { id } } } }", "Prompt", "Prompt"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { version { id template } } } }",
+     "PromptVersion", "PromptVersion"),
+    # costReport needs what reading usage needs; its groups' prompts, what reading prompts needs
+    ("Project/LlmUsage", f'query($id: ID!) {{ costReport(projectId: $id, from: "{REPORT_FROM}", to: "{REPORT_TO}", '
+     "groupBy: [PROMPT, VERSION]) { buckets { prompt { id } } } }", "Prompt", "Prompt"),
+    ("Project/LlmUsage", f'query($id: ID!) {{ costReport(projectId: $id, from: "{REPORT_FROM}", to: "{REPORT_TO}", '
+     "groupBy: [PROMPT, VERSION]) { buckets { version { id template } } } }", "PromptVersion", "PromptVersion"),
     # Users
     ("Project/ProjectMember", "query($id: ID!) { node(id: $id) { ... on Project { members { nodes { user { id } } } } } }",
      "User", "User"),
@@ -106,6 +141,7 @@ CASES: list[tuple[str | None, str, str, str]] = [
     ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { project { id } } } }", "Project", "Project"),
     ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { project { id } } } }", "Project", "Project"),
     ("ApiKey", "query($id: ID!) { node(id: $id) { ... on ApiKey { project { id } } } }", "Project", "Project"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { project { id } } } }", "Project", "Project"),
 ]
 
 
@@ -120,7 +156,27 @@ def ids_in(value: Any) -> set[str]:
     return set()
 
 
-async def _world(gql, make_app) -> tuple[dict[str, str], dict[str, str]]:
+async def _trace(app, gql, owner: str, project: str, prompt: str, version: str, execution: str) -> dict[str, str]:
+    """The execution's trace: a root span and an LLM child with usage (of the prompt, version and execution),
+    stored as ingest and the engine store spans; returns the node ids of the trace, its spans and the usage."""
+    usage = SpanUsage(provider="openai", model="gpt-4o", input_tokens=100, output_tokens=10, prompt_id=raw_uuid(prompt),
+                      version_id=raw_uuid(version), execution_id=raw_uuid(execution))
+    spans = [SpanRecord(trace_id=TRACE_ID, span_id="00f067aa0ba902b7", name="run", start_time=SPANS_AT,
+                        end_time=SPANS_AT + timedelta(seconds=2)),
+             SpanRecord(trace_id=TRACE_ID, span_id="53995c3f42cd8ad8", parent_span_id="00f067aa0ba902b7",
+                        name="llm", kind="LLM", start_time=SPANS_AT, end_time=SPANS_AT + timedelta(seconds=1),
+                        usage=usage)]
+    async with app.state.runtime.sessionmaker() as session, session.begin():
+        await write_spans(session, raw_uuid(project), spans, execution_id=raw_uuid(execution))
+    body = await gql(f"""query($id: ID!) {{ node(id: $id) {{ ... on Project {{ trace(traceId: "{TRACE_ID}") {{ id
+        rootSpan {{ id }} spans {{ nodes {{ id usage {{ id }} }} }} }} }} }} }}""", {"id": project}, token=owner)
+    trace = body["data"]["node"]["trace"]
+    llm = next(s for s in trace["spans"]["nodes"] if s["usage"])
+    return {"Trace": trace["id"], "RootSpan": trace["rootSpan"]["id"], "Span": llm["id"],
+            "LlmUsage": llm["usage"]["id"]}
+
+
+async def _world(gql, make_app, app) -> tuple[dict[str, str], dict[str, str]]:
     """A project with one of everything; returns (node ids by type, a key's secret by scope)."""
     await signup(gql, "root")  # the first user is a superuser: the owner below is an ordinary user
     owner, user_id = await signup(gql, "owner")
@@ -154,12 +210,13 @@ async def _world(gql, make_app) -> tuple[dict[str, str], dict[str, str]]:
         "ApiKey": next(k["id"] for k in node["apiKeys"]["nodes"] if k["name"] == "EXECUTIONS_WRITE"),
         "AuditEvent": node["auditEvents"]["nodes"][0]["id"], "ModelConfig": body["data"]["models"][0]["id"],
         "User": user_id,
+        **await _trace(app, gql, owner, project, prompt, version, execution),
     }
     return ids, keys
 
 
-async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, make_app):
-    ids, keys = await _world(gql, make_app)
+async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, make_app, app):
+    ids, keys = await _world(gql, make_app, app)
     failures = []
     forbidden_seen = 0
     for holder, query, reached, which in CASES:
@@ -185,8 +242,8 @@ async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, m
     assert forbidden_seen > 0  # e.g. Execution.version (non-null) for EXECUTIONS_READ: refused, not leaked
 
 
-async def test_a_refused_non_null_relation_says_why_and_hides_the_holder(gql, make_app):
-    ids, keys = await _world(gql, make_app)
+async def test_a_refused_non_null_relation_says_why_and_hides_the_holder(gql, make_app, app):
+    ids, keys = await _world(gql, make_app, app)
     body = await gql("query($id: ID!) { node(id: $id) { ... on Execution { status version { template } } } }",
                      {"id": ids["Execution"]}, token=keys["EXECUTIONS_READ"], check=False)
     assert body["data"] == {"node": None}

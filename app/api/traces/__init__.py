@@ -1,0 +1,1 @@
+"""Traces and spans: Trace, Span, Project.traces/trace, Execution.trace, Subscription.projectTraces."""
