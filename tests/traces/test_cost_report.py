@@ -261,17 +261,19 @@ async def _rollup_matches_raw(db_url: str) -> int:
 
 
 async def test_the_rollup_follows_every_writer(gql, write, db_url, app):
-    from app.services.models import Usage, record_usage
+    from app.services.models import price_call
 
     token, project, prompts = await _world(gql)
     calls = _calls(prompts, 120)
     await _store(write, project, calls)
-    # an execution's call, recorded the way the engine records it
+    # an execution's call, recorded the way the engine records it: priced first (for its logs), counted tokens
+    at = datetime.now(UTC)
     async with app.state.runtime.sessionmaker() as session, session.begin():
-        await record_usage(session, Usage(project_id=raw_uuid(project), provider="openai", model="gpt-4o",
-                                          input_tokens=1000, output_tokens=100, reported=True,
-                                          at=datetime.now(UTC), latency_ms=900, prompt_id=raw_uuid(prompts[0][0]),
-                                          version_id=raw_uuid(prompts[0][1])))
+        priced = await price_call(session, "openai", "gpt-4o", 1000, 100, 0, at)
+    await write(project, [span(f"{6999:032x}", 1, None, start=0, end=1, t0=at, kind="LLM",
+                               usage=llm(1000, 100, reported=False, cost=priced.cost, latency_ms=900,
+                                         model_config_id=priced.config.id if priced.config else None,
+                                         prompt_id=raw_uuid(prompts[0][0]), version_id=raw_uuid(prompts[0][1])))])
     assert await _rollup_matches_raw(db_url) == 121
 
     # concurrent batches of the same hours and models (the same rollup rows, in any order): no deadlock, nothing
