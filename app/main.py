@@ -1,5 +1,6 @@
-"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /healthz, /readyz, /metrics,
-and / (to GraphiQL, or a note on where the API is when GraphiQL is off).
+"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /v1/traces (OTLP/HTTP trace
+export), /healthz, /readyz, /metrics, and / (to GraphiQL, or a note on where the API is when GraphiQL
+is off).
 
 ``create_app(settings)`` builds it; its lifespan opens the database engine, and starts the event
 bus and the execution workers. ``create_app_from_env()`` is the factory uvicorn runs.
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
     from app.http.metrics import metrics
+    from app.http.otlp import traces
     from app.http.root import root
 
     settings = settings or Settings.from_env()
@@ -50,9 +52,12 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        # OTLP/HTTP trace export; its body limit is its own (PROMPTSTUDIO_INGEST_MAX_BODY_BYTES)
+        Route("/v1/traces", traces, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)])
+                    middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                                           exempt=("/v1/traces",))])
     app.state.settings = settings
     return app
 

@@ -68,6 +68,8 @@ class Action(enum.Enum):
     DELETE_PROMPTS = Rule(ProjectRole.ADMIN, _scopes())
     READ_EXECUTIONS = Rule(ProjectRole.VIEWER, _scopes(ApiScope.EXECUTIONS_READ, ApiScope.EXECUTIONS_WRITE))
     WRITE_EXECUTIONS = Rule(ProjectRole.EDITOR, _scopes(ApiScope.EXECUTIONS_WRITE))
+    #: Sending spans (OTLP at /v1/traces, ingestSpans).
+    WRITE_TRACES = Rule(ProjectRole.EDITOR, _scopes(ApiScope.TRACES_WRITE))
     #: Members, settings, provider credentials, audit log.
     ADMIN_PROJECT = Rule(ProjectRole.ADMIN, _scopes())  # noqa: PIE796 - Rules compare by identity
     #: Creating and revoking API keys: people only (a key must not mint keys).

@@ -22,6 +22,8 @@ from app.db.models.enums import (
     ProjectRole,
     PromptKind,
     PromptStatus,
+    SpanKind,
+    SpanStatus,
     TemplateFormat,
     ValidationStatus,
     ValidationType,
@@ -69,3 +71,5 @@ graphql_enum(ExecutionEventType, values={
     "SNAPSHOT": "The state at the moment of subscribing; always the first event.",
     "QUEUED": "Queued (again, when a worker stopped mid-run: the output starts over).",
 })
+graphql_enum(SpanKind, description="What a span did: OpenInference's span kinds, plus HTTP, DATABASE and INTERNAL.")
+graphql_enum(SpanStatus, description="OpenTelemetry's status of a span (and of a trace: ERROR if any span errored).")
