@@ -134,8 +134,8 @@ def decode_protobuf(body: bytes, limits: Limits) -> Decoded:
     return out
 
 
-def _pb_value(v: Any, c: Cleaner, where: str) -> Any:
-    kind = v.WhichOneof("value")
+def _pb_value(v: Any, c: Cleaner, where: str, kind: str | None = None) -> Any:
+    kind = kind or v.WhichOneof("value")
     if kind == "string_value":
         s = v.string_value
         if len(s) > c.limit or "\x00" in s:
@@ -158,12 +158,24 @@ def _pb_value(v: Any, c: Cleaner, where: str) -> Any:
 
 
 def _pb_attrs(kvs: Iterable[Any], c: Cleaner, prefix: str = "") -> dict[str, Any]:
+    """Attributes as a dict (the hot loop of ingest: strings and integers inline)."""
     out: dict[str, Any] = {}
+    limit = c.limit
     for kv in kvs:
         k = kv.key
+        v = kv.value
+        kind = v.WhichOneof("value")
+        if kind == "string_value":
+            x = v.string_value
+            if len(x) > limit or "\x00" in x:
+                x = c.text(x, prefix + k)
+        elif kind == "int_value":
+            x = v.int_value
+        else:
+            x = _pb_value(v, c, prefix + k, kind)
         if len(k) > MAX_KEY_CHARS or "\x00" in k:
             k = c.key(k)
-        out[k] = _pb_value(kv.value, c, prefix + k if prefix else k)
+        out[k] = x
     return out
 
 
