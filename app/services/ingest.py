@@ -182,18 +182,20 @@ def finish_span(*, trace_id: str, span_id: str, parent_span_id: str | None, name
                 end: datetime | None, status: str, error: str | None, attributes: dict[str, Any] | None,
                 events: list[Any] | None, cleaner: Cleaner, kind: str | None = None,
                 usage: SpanUsage | None = None, end_user_id: str | None = None,
-                session_id: str | None = None) -> SpanRecord:
+                session_id: str | None = None, latency_ms: int | None = None) -> SpanRecord:
     """The record of a span whose ids and times are checked and whose strings are clean: the semantic
     conventions of its attributes fill in what its sender did not say (kind, usage, end user, session,
-    metadata, tags). Raises :class:`Reject` when a mapped attribute cannot be stored."""
-    latency_ms = None
-    if end is not None:
+    metadata, tags). ``latency_ms``: the duration, when the caller has it at hand (else computed).
+    Raises :class:`Reject` when a mapped attribute cannot be stored."""
+    if latency_ms is None and end is not None:
         latency_ms = min(int((end - start) / timedelta(milliseconds=1)), MAX_INT4)
     try:
         conv = semconv.read(attributes or {}, kind=kind, latency_ms=latency_ms, usage=usage is None)
     except semconv.BadAttribute as exc:
         raise Reject(str(exc), ["attributes"]) from None
-    metadata = cleaner.value(conv.metadata, "metadata") if conv.metadata is not None else None
+    metadata = conv.metadata
+    if metadata is not None and conv.metadata_unclean:
+        metadata = cleaner.value(metadata, "metadata")
     if cleaner.truncated:
         attributes = dict(attributes or {})
         attributes[TRUNCATED] = cleaner.truncated

@@ -45,6 +45,7 @@ from app.db.models.enums import SpanStatus
 
 from .ingest import (
     MAX_DEPTH,
+    MAX_INT4,
     MAX_KEY_CHARS,
     MAX_NANOS,
     Cleaner,
@@ -164,15 +165,12 @@ def _pb_attrs(kvs: Iterable[Any], c: Cleaner, prefix: str = "") -> dict[str, Any
     for kv in kvs:
         k = kv.key
         v = kv.value
-        kind = v.WhichOneof("value")
-        if kind == "string_value":
+        if v.HasField("string_value"):  # cheaper than WhichOneof, and most values are strings
             x = v.string_value
             if len(x) > limit or "\x00" in x:
                 x = c.text(x, prefix + k)
-        elif kind == "int_value":
-            x = v.int_value
         else:
-            x = _pb_value(v, c, prefix + k, kind)
+            x = _pb_value(v, c, prefix + k)
         if len(k) > MAX_KEY_CHARS or "\x00" in k:
             k = c.key(k)
         out[k] = x
@@ -237,7 +235,8 @@ def _pb_span(sp: Any, base: dict[str, Any], c: Cleaner, outer_truncated: list[st
     return finish_span(trace_id=tid.hex(), span_id=sid.hex(), parent_span_id=parent, name=name,
                        start=nanos_to_datetime(start_ns), end=nanos_to_datetime(end_ns) if end_ns else None,
                        status=_STATUS.get(code, SpanStatus.UNSET.value), error=error, attributes=attrs,
-                       events=events, cleaner=c)
+                       events=events, cleaner=c,
+                       latency_ms=min((end_ns - start_ns) // 1_000_000, MAX_INT4) if end_ns else None)
 
 
 def _got(b: bytes) -> str:

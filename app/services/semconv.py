@@ -90,6 +90,9 @@ class Conventions:
     end_user_id: str | None = None
     session_id: str | None = None
     metadata: dict[str, Any] | None = None
+    #: The metadata was parsed from a JSON string whose escapes or constants may hold what PostgreSQL
+    #: refuses (U+0000, lone surrogates, NaN): it must be cleaned before it is stored.
+    metadata_unclean: bool = False
     tags: list[str] | None = None
 
 
@@ -133,6 +136,7 @@ def read(attrs: dict[str, Any], *, kind: str | None = None, latency_ms: int | No
     out.session_id = _first_id(attrs, SESSION_KEYS)
     meta = attrs.get("metadata")
     if isinstance(meta, str) and meta.startswith("{"):
+        out.metadata_unclean = "\\u" in meta or "NaN" in meta or "Infinity" in meta
         try:
             meta = json.loads(meta)
         except (ValueError, RecursionError):
@@ -175,6 +179,8 @@ def tokens(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
 
 
 def token_count(value: Any, what: str) -> int:
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
     n: Any = value
     if isinstance(value, str) and value.strip().isdigit():
         n = int(value.strip())
