@@ -21,7 +21,6 @@ import pytest
 from tests.traces.otlp_util import (
     JSON,
     MS,
-    PROTOBUF,
     T0,
     as_json,
     post,
