@@ -170,6 +170,26 @@ class Settings:
     anthropic_api_key: str | None = None
     anthropic_base_url: str = "https://api.anthropic.com"
 
+    # --- trace ingest (OTLP/HTTP at /v1/traces and ingestSpans)
+    #: Largest OTLP request body, as sent and after gzip decompression (bytes); more is 413.
+    ingest_max_body_bytes: int = 20 * 1024 * 1024
+    #: Most spans in one OTLP request or one ingestSpans call; more is 413 (LIMIT_EXCEEDED).
+    ingest_max_spans: int = 10_000
+    #: Longest string attribute value, span name or status message kept (characters); longer ones are
+    #: cut to it and the span's ``promptstudio.truncated`` attribute names them.
+    ingest_max_attribute_chars: int = 100_000
+    #: Requests whose spans are being read, decoded and written at once, per process.
+    ingest_concurrency: int = 4
+    #: Requests waiting for one of those slots; past it the answer is 503 with Retry-After.
+    ingest_queue: int = 64
+    #: Longest wait for a slot (seconds); then 503 with Retry-After.
+    ingest_queue_timeout_seconds: float = 10.0
+    #: Longest time to receive a request body once admitted (seconds); then 408.
+    ingest_body_timeout_seconds: float = 30.0
+    #: Ingest writes one audit event per key (or user) and project per this many seconds, summing up
+    #: the requests and spans since the last one (0: one per request).
+    ingest_audit_interval_seconds: int = 300
+
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -224,6 +244,14 @@ class Settings:
             openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             anthropic_api_key=_env("ANTHROPIC_API_KEY"),
             anthropic_base_url=_env("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            ingest_max_body_bytes=_int("PROMPTSTUDIO_INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024),
+            ingest_max_spans=_int("PROMPTSTUDIO_INGEST_MAX_SPANS", 10_000, minimum=1),
+            ingest_max_attribute_chars=_int("PROMPTSTUDIO_INGEST_MAX_ATTRIBUTE_CHARS", 100_000, minimum=256),
+            ingest_concurrency=_int("PROMPTSTUDIO_INGEST_CONCURRENCY", 4, minimum=1, maximum=256),
+            ingest_queue=_int("PROMPTSTUDIO_INGEST_QUEUE", 64, minimum=0, maximum=100_000),
+            ingest_queue_timeout_seconds=_float("PROMPTSTUDIO_INGEST_QUEUE_TIMEOUT_SECONDS", 10.0, minimum=0),
+            ingest_body_timeout_seconds=_float("PROMPTSTUDIO_INGEST_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            ingest_audit_interval_seconds=_int("PROMPTSTUDIO_INGEST_AUDIT_INTERVAL_SECONDS", 300, minimum=0),
         )
         if s.heartbeat_seconds >= s.lease_seconds:
             raise SettingsError(

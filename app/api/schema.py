@@ -36,6 +36,7 @@ from .projects.mutations import ProjectMutation
 from .projects.queries import ProjectQuery
 from .prompts.mutations import PromptMutation
 from .prompts.queries import PromptQuery
+from .traces.mutations import TraceMutation
 from .traces.subscriptions import TraceSubscription
 from .validations.mutations import ValidationMutation
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 Query = merge_types("Query", (NodeQuery, IdentityQuery, ProjectQuery, PromptQuery, DeploymentQuery, ModelQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, ProjectMutation, PromptMutation, DeploymentMutation,
-                                    ValidationMutation, ExecutionMutation, ModelMutation))
+                                    ValidationMutation, ExecutionMutation, ModelMutation, TraceMutation))
 Subscription = merge_types("Subscription", (ExecutionSubscription, TraceSubscription))
 
 

@@ -76,6 +76,8 @@ class Action(enum.Enum):
     #: Usage and cost (LlmUsage rows, costReport): what executions and traces cost, so either kind of key.
     READ_USAGE = Rule(ProjectRole.VIEWER, _scopes(ApiScope.EXECUTIONS_READ, ApiScope.EXECUTIONS_WRITE,
                                                   ApiScope.TRACES_READ, ApiScope.TRACES_WRITE))
+    #: Sending spans (OTLP at /v1/traces, ingestSpans).
+    WRITE_TRACES = Rule(ProjectRole.EDITOR, _scopes(ApiScope.TRACES_WRITE))
     #: Members, settings, provider credentials, audit log.
     ADMIN_PROJECT = Rule(ProjectRole.ADMIN, _scopes())  # noqa: PIE796 - Rules compare by identity
     #: Creating and revoking API keys: people only (a key must not mint keys).
