@@ -109,8 +109,9 @@ RETURNING id, trace_id
 # row, span id, parent, name, kind, status, error, start, end, end user, session, metadata, tags, and its
 # usage when it has one: provider, model, input, output, cached input, input cost, output cost, total cost,
 # model config, latency, prompt, version, execution, tokens reported (false when we counted them) — ; $3
-# attributes and $4 events (JSON text), in the same order. One JSON document instead of an array per column: asyncpg encodes arrays element by element
-# (with abstract-class checks on each), which cost the ingest benchmark more than the whole JSON encoding.
+# attributes and $4 events (JSON text), in the same order. One JSON document instead of an array per
+# column: asyncpg encodes arrays element by element (with abstract-class checks on each), which cost the
+# ingest benchmark more than the whole JSON encoding.
 _INSERT_SPANS = """
 WITH input AS MATERIALIZED (
     SELECT (r->>0)::uuid AS id, (r->>1)::uuid AS trace_pk, r->>2 AS span_id, r->>3 AS parent_span_id, r->>4 AS name,
@@ -232,9 +233,9 @@ async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Seque
         if known is None or s.start_time < known:
             first[s.trace_id] = s.start_time
     trace_ids = sorted(first)
-    rows = await conn.fetch(_UPSERT_TRACES, project_id, uuid7s(len(trace_ids)), trace_ids,
+    upserted = await conn.fetch(_UPSERT_TRACES, project_id, uuid7s(len(trace_ids)), trace_ids,
                             [first[t] for t in trace_ids], [execution_id] * len(trace_ids))
-    result.traces = {r["trace_id"]: r["id"] for r in rows}
+    result.traces = {r["trace_id"]: r["id"] for r in upserted}
 
     # 2. the spans, their usage and the traces' summaries
     book = await PriceBook.load(session, {(s.usage.provider, s.usage.model) for s in spans if s.usage is not None
@@ -254,9 +255,9 @@ async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Seque
             rows.append(head + no_usage)
         else:
             input_cost, output_cost, total, config_id = _price(book, u, s.start_time)
-            rows.append(head + (u.provider, u.model, u.input_tokens, u.output_tokens,
-                                max(0, min(u.cached_input_tokens, u.input_tokens)), input_cost, output_cost, total,
-                                config_id, u.latency_ms, u.prompt_id, u.version_id, u.execution_id, u.reported))
+            rows.append((*head, u.provider, u.model, u.input_tokens, u.output_tokens,
+                         max(0, min(u.cached_input_tokens, u.input_tokens)), input_cost, output_cost, total,
+                         config_id, u.latency_ms, u.prompt_id, u.version_id, u.execution_id, u.reported))
     counted = await conn.fetch(_INSERT_SPANS, project_id, _json(rows), attributes, events)
     result.accepted = sum(r["spans"] for r in counted)
     result.duplicates = len(spans) - result.accepted
