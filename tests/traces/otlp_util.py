@@ -1,8 +1,5 @@
 """Helpers of the ingest tests: OTLP requests built with opentelemetry-proto, a project with API keys,
-and reading what was stored back through SQL.
-
-(The spans are read back through SQL for now: the GraphQL read side — Project.traces, Trace.spans —
-lands separately; once both are merged these reads move to GraphQL.)
+and reading what was stored back through SQL (column by column, including what the API does not show).
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 the OpenTelemetry SDK's own exporter, OTLP/JSON, gzip, ordering and idempotency, partial rejection,
 semantic conventions, limits, garbage, and what ingest writes to the audit log.
 
-What was stored is read back through SQL for now (the GraphQL read side lands separately; the lead
-switches these reads to GraphQL once both are merged).
+The SDK test reads its trace back over GraphQL (Project.traces, Trace.spans, Span.usage) from the server it
+sent to; the others check what was stored column by column through SQL (tests/traces/test_reading.py covers
+the GraphQL read side in full).
 """
 from __future__ import annotations
 
@@ -79,18 +80,42 @@ def _export_with_the_sdk(endpoint: str, key: str, compression: str | None) -> bo
     return ok
 
 
+READ_BACK = """query($id: ID!) { node(id: $id) { ... on Project { traces(first: 5) { totalCount nodes {
+  traceId name status error spanCount errorCount endUserId sessionId metadata tags startTime endTime durationMs
+  usage { calls inputTokens outputTokens totalTokens costUsd }
+  rootSpan { spanId name kind parent { id } children { name } }
+  spans(first: 100) { totalCount nodes {
+    id spanId parentSpanId name kind status error startTime endTime durationMs attributes events
+    parent { spanId } trace { traceId }
+    usage { provider model inputTokens outputTokens cachedInputTokens totalCostUsd span { spanId } } } } } } } } }"""
+
+
 @pytest.mark.parametrize("compression", [None, "gzip"])
-async def test_the_opentelemetry_sdk_exports_to_the_server_and_the_spans_are_stored(live, team, db_url, compression):
+async def test_the_opentelemetry_sdk_exports_to_the_server_and_the_spans_are_read_back(live, team, db_url,
+                                                                                       compression):
+    """The real SDK and its OTLP/HTTP exporter send to a live server; the same key (TRACES_WRITE may read what
+    it sends) reads the trace back over GraphQL from that server."""
     async with live() as server:
         ok = await asyncio.to_thread(_export_with_the_sdk, server.url + "/v1/traces", team.key, compression)
-    assert ok, "the exporter reported a failure"
-    stored = await spans_of(db_url, team.project_id)
-    by_name = {r["name"]: r for r in stored.values()}
+        assert ok, "the exporter reported a failure"
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            resp = await client.post("/graphql", json={"query": READ_BACK, "variables": {"id": team.project_gid}},
+                                     headers={"authorization": f"Bearer {team.key}"})
+    assert resp.status_code == 200 and "errors" not in resp.json(), resp.text
+    traces = resp.json()["data"]["node"]["traces"]
+    assert traces["totalCount"] == 1
+    (trace,) = traces["nodes"]
+    assert len(trace["traceId"]) == 32 and trace["spans"]["totalCount"] == 5
+    spans = trace["spans"]["nodes"]
+    assert all(s["trace"] == {"traceId": trace["traceId"]} for s in spans)
+    assert [s["startTime"] for s in spans] == sorted(s["startTime"] for s in spans)  # start order
+    by_name = {s["name"]: s for s in spans}
     assert set(by_name) == {"agent run", "ChatCompletion", "chat claude-sonnet-4", "lookup_order", "GET /orders"}
     root = by_name["agent run"]
-    assert root["parent_span_id"] is None and root["kind"] == "AGENT"
-    assert {r["parent_span_id"] for n, r in by_name.items() if n != "agent run"} == {root["span_id"]}
-    assert len({r["trace_id"] for r in stored.values()}) == 1
+    assert root["parentSpanId"] is None and root["parent"] is None and root["kind"] == "AGENT"
+    assert trace["rootSpan"]["spanId"] == root["spanId"] and trace["rootSpan"]["parent"] is None
+    assert {c["name"] for c in trace["rootSpan"]["children"]} == set(by_name) - {"agent run"}
+    assert all(s["parent"] == {"spanId": root["spanId"]} for n, s in by_name.items() if n != "agent run")
     assert by_name["ChatCompletion"]["kind"] == "LLM" and by_name["chat claude-sonnet-4"]["kind"] == "LLM"
     assert by_name["GET /orders"]["kind"] == "HTTP" and by_name["lookup_order"]["kind"] == "TOOL"
     tool = by_name["lookup_order"]
@@ -98,6 +123,7 @@ async def test_the_opentelemetry_sdk_exports_to_the_server_and_the_spans_are_sto
     assert [e["name"] for e in tool["events"]] == ["exception"]
     assert tool["events"][0]["attributes"]["exception.message"] == "order 17 not found"
     assert tool["events"][0]["time"].startswith("20")
+    assert all(s["durationMs"] is not None and s["durationMs"] >= 0 for s in spans)
     # attributes as they came, resource and scope beside them
     llm = by_name["ChatCompletion"]
     assert llm["attributes"]["output.value"] == "It ships tomorrow."
@@ -106,23 +132,29 @@ async def test_the_opentelemetry_sdk_exports_to_the_server_and_the_spans_are_sto
     assert (llm["attributes"]["otel.scope.name"], llm["attributes"]["otel.scope.version"]) == ("tests.sdk", "0.1")
     assert root["attributes"]["tag.tags"] == ["support", "orders"]
 
-    usage = {r["model"]: r for r in await rows(db_url, "SELECT * FROM llm_usage WHERE project_id = $1",
-                                                team.project_id)}
-    assert set(usage) == {"gpt-4o", "claude-sonnet-4"}
-    gpt = usage["gpt-4o"]
-    assert (gpt["provider"], gpt["input_tokens"], gpt["output_tokens"], gpt["cached_input_tokens"]) == (
-        "openai", 1200, 300, 200)
-    assert gpt["span_pk"] == llm["id"] and gpt["model_config_id"] is not None and gpt["total_cost_usd"] > 0
-    assert gpt["end_user_id"] is None or gpt["end_user_id"] == "customer-7"
-    claude = usage["claude-sonnet-4"]
-    assert (claude["provider"], claude["total_cost_usd"], claude["model_config_id"]) == ("anthropic", Decimal("0.25"),
-                                                                                          None)
-    (trace,) = await rows(db_url, "SELECT * FROM traces WHERE project_id = $1", team.project_id)
-    assert (trace["name"], trace["status"], trace["span_count"], trace["error_count"]) == ("agent run", "ERROR", 5, 1)
-    assert (trace["end_user_id"], trace["session_id"], trace["tags"]) == ("customer-7", "chat-42", ["support", "orders"])
-    assert json.loads(trace["metadata"]) == {"plan": "pro"}
-    assert (trace["llm_calls"], trace["input_tokens"], trace["output_tokens"]) == (2, 1300, 350)
-    assert trace["cost_usd"] == gpt["total_cost_usd"] + Decimal("0.25")
+    # usage: OpenInference's counts priced at gpt-4o's prices; GenAI's with the cost the span carried
+    gpt = llm["usage"]
+    assert (gpt["provider"], gpt["model"], gpt["inputTokens"], gpt["outputTokens"], gpt["cachedInputTokens"]) == (
+        "openai", "gpt-4o", 1200, 300, 200)
+    assert gpt["span"] == {"spanId": llm["spanId"]} and Decimal(gpt["totalCostUsd"]) > 0
+    claude = by_name["chat claude-sonnet-4"]["usage"]
+    assert (claude["provider"], claude["model"], Decimal(claude["totalCostUsd"])) == (
+        "anthropic", "claude-sonnet-4", Decimal("0.25"))
+    assert all(s["usage"] is None for n, s in by_name.items() if n not in ("ChatCompletion", "chat claude-sonnet-4"))
+    # the price row is not in the API: the GenAI span's own cost has none, gpt-4o's has the shipped one
+    priced = {r["model"]: r["model_config_id"] for r in await rows(
+        db_url, "SELECT model, model_config_id FROM llm_usage WHERE project_id = $1", team.project_id)}
+    assert priced["gpt-4o"] is not None and priced["claude-sonnet-4"] is None
+
+    # the trace's summary
+    assert (trace["name"], trace["status"], trace["spanCount"], trace["errorCount"]) == ("agent run", "ERROR", 5, 1)
+    assert trace["error"] == "order lookup failed"
+    assert (trace["endUserId"], trace["sessionId"], trace["tags"]) == ("customer-7", "chat-42", ["support", "orders"])
+    assert trace["metadata"] == {"plan": "pro"}
+    assert (trace["startTime"], trace["endTime"]) == (root["startTime"], root["endTime"])
+    usage = trace["usage"]
+    assert (usage["calls"], usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]) == (2, 1300, 350, 1650)
+    assert Decimal(usage["costUsd"]) == Decimal(gpt["totalCostUsd"]) + Decimal("0.25")
 
 
 async def test_otlp_json_with_hex_ids_enum_names_and_string_integers(live, team, db_url):
