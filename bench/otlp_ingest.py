@@ -25,8 +25,13 @@ What it does:
 5. Prints each round (spans/s stored and acknowledged, request latency, visibility delay, refusals, load
    average, server CPU), then the medians and the ratio.
 
+With ``--without-rollup``, a second Prompt Studio server on its own database, whose ``llm_usage`` has the
+cost-report rollup's triggers (migration 0009) disabled, takes its turn in the rounds too: the ratio of
+the two is what keeping the rollup on write costs ingest.
+
     .venv/bin/python bench/otlp_ingest.py --rounds 3 --batches 60 --concurrency 4
     .venv/bin/python bench/otlp_ingest.py --phoenix /work/phoenix-venv --rounds 3
+    .venv/bin/python bench/otlp_ingest.py --only promptstudio --without-rollup --rounds 5
 """
 from __future__ import annotations
 
@@ -81,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a virtualenv with arize-phoenix installed (e.g. /work/phoenix-venv): benchmark it too")
     p.add_argument("--only", choices=("promptstudio", "phoenix"), default=None,
                    help="benchmark one server only")
+    p.add_argument("--without-rollup", action="store_true",
+                   help="also run a Prompt Studio server whose database has the cost-report rollup's triggers on "
+                        "llm_usage disabled, in the same alternating rounds (what the rollup costs ingest)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="an environment variable for the Prompt Studio server (repeatable), e.g. "
                         "PROMPTSTUDIO_INGEST_CONCURRENCY=2")
@@ -104,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--phoenix {args.phoenix}: no bin/phoenix there (pip install arize-phoenix in that virtualenv)")
     if args.only == "phoenix" and not args.phoenix:
         p.error("--only phoenix needs --phoenix VENV")
+    if args.without_rollup and args.only == "phoenix":
+        p.error("--without-rollup is a second Prompt Studio server: not with --only phoenix")
     return args
 
 
@@ -275,11 +285,17 @@ def _running(cmd: list[str], env: dict[str, str], ready: str, what: str, log: Pa
                 proc.wait()
 
 
+#: The Prompt Studio server whose llm_usage has no rollup triggers (--without-rollup).
+NO_ROLLUP = "no-rollup"
+
+
 @contextmanager
-def promptstudio(url: str, args: argparse.Namespace, logs: Path):
+def promptstudio(url: str, args: argparse.Namespace, logs: Path, name: str = "promptstudio"):
     from app.db.migrate import upgrade
 
     upgrade(url)
+    if name == NO_ROLLUP:
+        asyncio.run(_admin(url, "ALTER TABLE llm_usage DISABLE TRIGGER llm_usage_rollup_insert"))
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, PROMPTSTUDIO_WORKERS="0", PROMPTSTUDIO_LOG_LEVEL="warning",
                PROMPTSTUDIO_DATA_DIR=str(logs), PYTHONPATH=str(ROOT))
@@ -288,9 +304,9 @@ def promptstudio(url: str, args: argparse.Namespace, logs: Path):
            "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "on",
            "--workers", str(args.server_workers), *args.uvicorn_arg]
     base = f"http://127.0.0.1:{port}"
-    with _running(cmd, env, base + "/readyz", "the Prompt Studio server", logs / "promptstudio.log") as proc:
+    with _running(cmd, env, base + "/readyz", f"the Prompt Studio server ({name})", logs / f"{name}.log") as proc:
         key = asyncio.run(_seed(base))
-        yield Target("promptstudio", base, {"Authorization": f"Bearer {key}"}, url, proc)
+        yield Target(name, base, {"Authorization": f"Bearer {key}"}, url, proc)
 
 
 @contextmanager
@@ -514,6 +530,8 @@ def show(r: Round) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = [n for n in ("promptstudio", "phoenix") if (args.only in (None, n)) and (n != "phoenix" or args.phoenix)]
+    if args.without_rollup:
+        names.insert(1, NO_ROLLUP)
     print(f"OTLP ingest benchmark: {args.rounds} round(s) each, Prompt Studio {args.batches} and Phoenix "
           f"{args.phoenix_batches} batches a round, of {args.batch_size} LLM spans; {args.concurrency} clients, "
           f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -530,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         targets: list[Target] = []
         if "promptstudio" in names:
             targets.append(stack.enter_context(promptstudio(urls["promptstudio"], args, logs)))
+        if NO_ROLLUP in names:
+            targets.append(stack.enter_context(promptstudio(urls[NO_ROLLUP], args, logs, NO_ROLLUP)))
         if "phoenix" in names:
             targets.append(stack.enter_context(phoenix(urls["phoenix"], args.phoenix, logs)))
         for target in targets:  # warm-up: connections, caches, the first batches' tables
@@ -540,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {n + 1}", flush=True)
             order = targets if n % 2 == 0 else list(reversed(targets))
             for target in order:
-                payloads = batches(proto, args.batches if target.name == "promptstudio" else args.phoenix_batches,
+                payloads = batches(proto, args.phoenix_batches if target.name == "phoenix" else args.batches,
                                    seed=seed)
                 seed += 1
                 r = asyncio.run(run_round(target, payloads, args, asyncio.run(stored_count(target))))
@@ -560,7 +580,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(r.acked_rate for r in mine):.0f}/s; readable after 2xx p50 "
               f"{pct(vis, 50) * 1000:.0f} ms, max {max(vis) * 1000:.0f} ms; CPU µs/span: server {server:.0f}, "
               f"PostgreSQL {db:.0f}")
-    if len(medians) == 2:
+    if NO_ROLLUP in medians:
+        pairs = [a.stored_rate / b.stored_rate for a, b in zip([r for r in results if r.target == "promptstudio"],
+                                                               [r for r in results if r.target == NO_ROLLUP],
+                                                               strict=True)]
+        print(f"  rollup        {medians['promptstudio'] / medians[NO_ROLLUP]:.2f}x (with the rollup's triggers / "
+              f"without, medians; per round: {', '.join(f'{p:.2f}x' for p in pairs)})")
+    if "promptstudio" in medians and "phoenix" in medians:
         ratio = medians["promptstudio"] / medians["phoenix"]
         pairs = [a.stored_rate / b.stored_rate for a, b in zip([r for r in results if r.target == "promptstudio"],
                                                                [r for r in results if r.target == "phoenix"],

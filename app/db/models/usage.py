@@ -97,7 +97,7 @@ class UsageHourly(Base):
     Maintained by the database, not by the writers: statement-level triggers on ``llm_usage`` (migration
     0009) add each statement's new rows (one upsert per statement, in key order), and move rows whose
     figures or keys change (a deleted prompt sets ``prompt_id`` null) or that are deleted. So every writer
-    of ``llm_usage`` (``record_usage``, ``write_spans``, and any later one) keeps it exact by construction.
+    of ``llm_usage`` (``write_spans``, a bulk load, and any later one) keeps it exact by construction.
     No end user (that would make it nearly as big as ``llm_usage``) and no percentiles (they do not add up):
     reports grouped by end user or asking for p95 read ``llm_usage`` itself.
     """
