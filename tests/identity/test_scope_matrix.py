@@ -11,19 +11,19 @@ exactly when the key may read the holder and the object.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from datetime import UTC, datetime, timedelta
-
-from app.services.traces import SpanRecord, SpanUsage, write_spans
 from tests.executions.util import create_prompt, execute_ok, set_credential, wait_for
 from tests.helpers import create_api_key, create_project, signup
 
-from .util import ERR, raw_uuid
+from .util import ERR
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-SPANS_AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-REPORT_FROM, REPORT_TO = "2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z"
+#: Stands for the trace id of the execution's trace in the queries (known once the execution has run).
+TRACE_ID = "TRACE_ID_OF_THE_EXECUTION"
+_TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+#: Days around the execution's call, so its usage is in the reports.
+REPORT_FROM, REPORT_TO = ((_TODAY + timedelta(days=d)).isoformat() for d in (-1, 2))
 
 ALL_SCOPES = ["PROMPTS_READ", "PROMPTS_WRITE", "EXECUTIONS_READ", "EXECUTIONS_WRITE", "TRACES_READ", "TRACES_WRITE",
               "EXPERIMENTS_READ", "EXPERIMENTS_WRITE", "PROJECT_ADMIN"]
@@ -156,23 +156,15 @@ def ids_in(value: Any) -> set[str]:
     return set()
 
 
-async def _trace(app, gql, owner: str, project: str, prompt: str, version: str, execution: str) -> dict[str, str]:
-    """The execution's trace: a root span and an LLM child with usage (of the prompt, version and execution),
-    stored as ingest and the engine store spans; returns the node ids of the trace, its spans and the usage."""
-    usage = SpanUsage(provider="openai", model="gpt-4o", input_tokens=100, output_tokens=10, prompt_id=raw_uuid(prompt),
-                      version_id=raw_uuid(version), execution_id=raw_uuid(execution))
-    spans = [SpanRecord(trace_id=TRACE_ID, span_id="00f067aa0ba902b7", name="run", start_time=SPANS_AT,
-                        end_time=SPANS_AT + timedelta(seconds=2)),
-             SpanRecord(trace_id=TRACE_ID, span_id="53995c3f42cd8ad8", parent_span_id="00f067aa0ba902b7",
-                        name="llm", kind="LLM", start_time=SPANS_AT, end_time=SPANS_AT + timedelta(seconds=1),
-                        usage=usage)]
-    async with app.state.runtime.sessionmaker() as session, session.begin():
-        await write_spans(session, raw_uuid(project), spans, execution_id=raw_uuid(execution))
-    body = await gql(f"""query($id: ID!) {{ node(id: $id) {{ ... on Project {{ trace(traceId: "{TRACE_ID}") {{ id
-        rootSpan {{ id }} spans {{ nodes {{ id usage {{ id }} }} }} }} }} }} }}""", {"id": project}, token=owner)
+async def _trace(gql, owner: str, execution: str) -> dict[str, str]:
+    """The execution's trace, as the engine wrote it: its root span and its LLM call's span with the usage
+    (of the prompt, version and execution); returns the node ids of the trace, the spans and the usage."""
+    body = await gql("""query($id: ID!) { node(id: $id) { ... on Execution { trace { id traceId
+        rootSpan { id } spans { nodes { id kind usage { id } } } } } } }""", {"id": execution}, token=owner)
     trace = body["data"]["node"]["trace"]
-    llm = next(s for s in trace["spans"]["nodes"] if s["usage"])
-    return {"Trace": trace["id"], "RootSpan": trace["rootSpan"]["id"], "Span": llm["id"],
+    llm = next(s for s in trace["spans"]["nodes"] if s["kind"] == "LLM")
+    assert llm["usage"] is not None, "the execution's call has no usage"
+    return {"Trace": trace["id"], "TraceId": trace["traceId"], "RootSpan": trace["rootSpan"]["id"], "Span": llm["id"],
             "LlmUsage": llm["usage"]["id"]}
 
 
@@ -210,7 +202,7 @@ async def _world(gql, make_app, app) -> tuple[dict[str, str], dict[str, str]]:
         "ApiKey": next(k["id"] for k in node["apiKeys"]["nodes"] if k["name"] == "EXECUTIONS_WRITE"),
         "AuditEvent": node["auditEvents"]["nodes"][0]["id"], "ModelConfig": body["data"]["models"][0]["id"],
         "User": user_id,
-        **await _trace(app, gql, owner, project, prompt, version, execution),
+        **await _trace(gql, owner, execution),
     }
     return ids, keys
 
@@ -223,7 +215,7 @@ async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, m
         path = holder.split("/") if holder is not None else []
         holder_id = ids[path[0]] if path else ids[which]
         for scope in ALL_SCOPES:
-            body = await gql(query, {"id": holder_id}, token=keys[scope], check=False)
+            body = await gql(query.replace(TRACE_ID, ids["TraceId"]), {"id": holder_id}, token=keys[scope], check=False)
             assert "data" in body, (query, scope, body)  # never a request error
             for error in body.get("errors", []):
                 code = error.get("extensions", {}).get("code")

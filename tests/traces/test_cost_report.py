@@ -1,6 +1,6 @@
 """costReport against real PostgreSQL: the figures equal what the raw usage rows say (computed here in Python),
 whichever way the server reads them (the hourly rollup, or llm_usage when a p95 is asked for); empty buckets
-are zeros; the rollup is kept exact by every writer (ingested spans, executions' record_usage, a deleted
+are zeros; the rollup is kept exact by every writer (ingested spans, executions' priced calls, a deleted
 prompt, concurrent batches); bad ranges and callers are refused."""
 from __future__ import annotations
 
