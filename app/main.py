@@ -1,6 +1,6 @@
-"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /console, /static (the built
-browser files), /schema.graphql, /healthz, /readyz, /metrics, and / (a landing page, or a note on
-where the API is when GraphiQL and the console are off).
+"""The Starlette application: /graphql (HTTP + WebSocket + GraphiQL), /v1/traces (OTLP/HTTP trace
+export), /console, /static (the built browser files), /schema.graphql, /healthz, /readyz, /metrics,
+and / (a landing page, or a note on where the API is when GraphiQL and the console are off).
 
 ``create_app(settings)`` builds it; its lifespan opens the database engine, and starts the event
 bus and the execution workers. ``create_app_from_env()`` is the factory uvicorn runs.
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     from app.http.health import healthz, readyz
     from app.http.limits import BodySizeLimit
     from app.http.metrics import metrics
+    from app.http.otlp import traces
 
     settings = settings or Settings.from_env()
     url = database_url or settings.database_url
@@ -62,12 +63,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        # OTLP/HTTP trace export; its body limit is its own (PROMPTSTUDIO_INGEST_MAX_BODY_BYTES)
+        Route("/v1/traces", traces, methods=["POST"]),
     ]
     # Outermost first: exceptions that escape everything else are answered as JSON (503 when the
     # database cannot be reached, else 500); then the body size limit (413).
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(JSONServerErrors),
-                                Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+                                Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                                           exempt=("/v1/traces",)),
                                 Middleware(CancelOnDisconnect)])
     app.state.settings = settings
     app.state.assets = assets.Loader(static_dir or assets.STATIC_DIR)

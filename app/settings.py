@@ -171,8 +171,16 @@ class Settings:
     #: Notifications buffered per subscriber before it is told it fell behind and closed (at least 20:
     #: one finishing transaction announces several events at once).
     subscriber_buffer: int = 1000
-    #: Seconds between retention sweeps (finished executions past the project's retention).
+    #: Seconds between retention sweeps (finished executions and traces past the project's retention).
     retention_interval_seconds: int = 3600
+
+    # --- traces and cost reports
+    #: projectTraces sends a trace at most once per this many seconds (its last state always follows).
+    trace_feed_interval_seconds: float = 1.0
+    #: Most time buckets a cost report may have (e.g. 1000: six weeks of HOUR buckets).
+    cost_report_max_buckets: int = 1000
+    #: Most rows (buckets x groups) a cost report may have.
+    cost_report_max_rows: int = 20000
     #: Provider used when a prompt names none.
     default_provider: str = "echo"
     default_model: str = "echo-1"
@@ -202,6 +210,25 @@ class Settings:
     embedding_threads: int = 1
     #: Versions embedded per batch by ``promptstudio reindex``.
     embedding_batch_size: int = 32
+    # --- trace ingest (OTLP/HTTP at /v1/traces and ingestSpans)
+    #: Largest OTLP request body, as sent and after gzip decompression (bytes); more is 413.
+    ingest_max_body_bytes: int = 20 * 1024 * 1024
+    #: Most spans in one OTLP request or one ingestSpans call; more is 413 (LIMIT_EXCEEDED).
+    ingest_max_spans: int = 10_000
+    #: Longest string attribute value, span name or status message kept (characters); longer ones are
+    #: cut to it and the span's ``promptstudio.truncated`` attribute names them.
+    ingest_max_attribute_chars: int = 100_000
+    #: Requests whose spans are being read, decoded and written at once, per process.
+    ingest_concurrency: int = 4
+    #: Requests waiting for one of those slots; past it the answer is 503 with Retry-After.
+    ingest_queue: int = 64
+    #: Longest wait for a slot (seconds); then 503 with Retry-After.
+    ingest_queue_timeout_seconds: float = 10.0
+    #: Longest time to receive a request body once admitted (seconds); then 408.
+    ingest_body_timeout_seconds: float = 30.0
+    #: Ingest writes one audit event per key (or user) and project per this many seconds, summing up
+    #: the requests and spans since the last one (0: one per request).
+    ingest_audit_interval_seconds: int = 300
 
     extra: dict = field(default_factory=dict)
 
@@ -254,6 +281,9 @@ class Settings:
             max_queued_per_project=_int("PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT", 1000, minimum=1),
             subscriber_buffer=_int("PROMPTSTUDIO_SUBSCRIBER_BUFFER", 1000, minimum=20),
             retention_interval_seconds=_int("PROMPTSTUDIO_RETENTION_INTERVAL_SECONDS", 3600, minimum=1),
+            trace_feed_interval_seconds=_float("PROMPTSTUDIO_TRACE_FEED_INTERVAL_SECONDS", 1.0, minimum=0.05),
+            cost_report_max_buckets=_int("PROMPTSTUDIO_COST_REPORT_MAX_BUCKETS", 1000, minimum=1),
+            cost_report_max_rows=_int("PROMPTSTUDIO_COST_REPORT_MAX_ROWS", 20000, minimum=1),
             default_provider=_env("PROMPTSTUDIO_DEFAULT_PROVIDER", "echo"),
             default_model=_env("PROMPTSTUDIO_DEFAULT_MODEL", "echo-1"),
             openai_api_key=_env("OPENAI_API_KEY"),
@@ -270,6 +300,14 @@ class Settings:
             embedding_max_input_chars=_int("PROMPTSTUDIO_EMBEDDING_MAX_INPUT_CHARS", 8000, minimum=100),
             embedding_threads=_int("PROMPTSTUDIO_EMBEDDING_THREADS", 1, minimum=1, maximum=64),
             embedding_batch_size=_int("PROMPTSTUDIO_EMBEDDING_BATCH_SIZE", 32, minimum=1, maximum=2048),
+            ingest_max_body_bytes=_int("PROMPTSTUDIO_INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024),
+            ingest_max_spans=_int("PROMPTSTUDIO_INGEST_MAX_SPANS", 10_000, minimum=1),
+            ingest_max_attribute_chars=_int("PROMPTSTUDIO_INGEST_MAX_ATTRIBUTE_CHARS", 100_000, minimum=256),
+            ingest_concurrency=_int("PROMPTSTUDIO_INGEST_CONCURRENCY", 4, minimum=1, maximum=256),
+            ingest_queue=_int("PROMPTSTUDIO_INGEST_QUEUE", 64, minimum=0, maximum=100_000),
+            ingest_queue_timeout_seconds=_float("PROMPTSTUDIO_INGEST_QUEUE_TIMEOUT_SECONDS", 10.0, minimum=0),
+            ingest_body_timeout_seconds=_float("PROMPTSTUDIO_INGEST_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+            ingest_audit_interval_seconds=_int("PROMPTSTUDIO_INGEST_AUDIT_INTERVAL_SECONDS", 300, minimum=0),
         )
         if s.embedding_provider not in EMBEDDING_PROVIDERS:
             raise SettingsError(f"PROMPTSTUDIO_EMBEDDING_PROVIDER={s.embedding_provider!r} is not one of "

@@ -32,6 +32,8 @@ from .projects.mutations import ProjectMutation
 from .projects.queries import ProjectQuery
 from .prompts.mutations import PromptMutation
 from .prompts.queries import PromptQuery
+from .traces.mutations import TraceMutation
+from .traces.subscriptions import TraceSubscription
 from .validations.mutations import ValidationMutation
 
 if TYPE_CHECKING:
@@ -39,8 +41,8 @@ if TYPE_CHECKING:
 
 Query = merge_types("Query", (NodeQuery, IdentityQuery, ProjectQuery, PromptQuery, DeploymentQuery, ModelQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, ProjectMutation, PromptMutation, DeploymentMutation,
-                                    ValidationMutation, ExecutionMutation, ModelMutation))
-Subscription = merge_types("Subscription", (ExecutionSubscription,))
+                                    ValidationMutation, ExecutionMutation, ModelMutation, TraceMutation))
+Subscription = merge_types("Subscription", (ExecutionSubscription, TraceSubscription))
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:

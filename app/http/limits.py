@@ -1,5 +1,7 @@
 """Refuse request bodies over the limit (PROMPTSTUDIO_MAX_BODY_BYTES) before anything parses them,
-and end quietly when a client disconnects before its request body arrived."""
+and end quietly when a client disconnects before its request body arrived. Paths that enforce limits
+of their own (``/v1/traces``: PROMPTSTUDIO_INGEST_MAX_BODY_BYTES, before and after decompression) are
+exempt."""
 from __future__ import annotations
 
 from starlette.requests import ClientDisconnect
@@ -12,12 +14,13 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: tuple[str, ...] = ()):
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = frozenset(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
             await self.app(scope, receive, send)
             return
         too_large = JSONResponse(

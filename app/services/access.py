@@ -28,12 +28,15 @@ from app.db.models import (
     Execution,
     ExecutionLog,
     Feedback,
+    LlmUsage,
     ModelConfig,
     Project,
     ProjectMember,
     Prompt,
     PromptVersion,
     ProviderCredential,
+    Span,
+    Trace,
     User,
     Validation,
 )
@@ -68,6 +71,13 @@ class Action(enum.Enum):
     DELETE_PROMPTS = Rule(ProjectRole.ADMIN, _scopes())
     READ_EXECUTIONS = Rule(ProjectRole.VIEWER, _scopes(ApiScope.EXECUTIONS_READ, ApiScope.EXECUTIONS_WRITE))
     WRITE_EXECUTIONS = Rule(ProjectRole.EDITOR, _scopes(ApiScope.EXECUTIONS_WRITE))
+    #: Traces and spans (a key that sends spans may read them back, as with prompts and executions).
+    READ_TRACES = Rule(ProjectRole.VIEWER, _scopes(ApiScope.TRACES_READ, ApiScope.TRACES_WRITE))
+    #: Usage and cost (LlmUsage rows, costReport): what executions and traces cost, so either kind of key.
+    READ_USAGE = Rule(ProjectRole.VIEWER, _scopes(ApiScope.EXECUTIONS_READ, ApiScope.EXECUTIONS_WRITE,
+                                                  ApiScope.TRACES_READ, ApiScope.TRACES_WRITE))
+    #: Sending spans (OTLP at /v1/traces, ingestSpans).
+    WRITE_TRACES = Rule(ProjectRole.EDITOR, _scopes(ApiScope.TRACES_WRITE))
     #: Members, settings, provider credentials, audit log.
     ADMIN_PROJECT = Rule(ProjectRole.ADMIN, _scopes())  # noqa: PIE796 - Rules compare by identity
     #: Creating and revoking API keys: people only (a key must not mint keys).
@@ -154,6 +164,10 @@ READ_RULES: dict[type, ReadRule] = {
     Execution: ReadRule(Action.READ_EXECUTIONS, project="project_id"),
     ExecutionLog: ReadRule(parent=(Execution, "execution_id")),
     Feedback: ReadRule(parent=(Execution, "execution_id")),
+    Trace: ReadRule(Action.READ_TRACES, project="project_id"),
+    #: Spans carry their trace's project (denormalised), so no parent lookup is needed.
+    Span: ReadRule(Action.READ_TRACES, project="project_id"),
+    LlmUsage: ReadRule(Action.READ_USAGE, project="project_id"),
     ApiKey: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
     ProviderCredential: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
     #: Project events: the project's admins. Account events (sign-up, log-in): superusers only.

@@ -6,8 +6,9 @@ A batch is written in three statements in the caller's transaction, however many
 1. the traces it touches are upserted (``INSERT … ON CONFLICT DO UPDATE``, in trace id order so that
    concurrent batches sharing traces lock them in the same order and never deadlock), which also
    locks their summary rows until the commit;
-2. one statement inserts the spans from arrays (``unnest``; ``ON CONFLICT DO NOTHING`` on
-   (trace, span id): a span sent again is stored once), inserts an ``llm_usage`` row for each new
+2. one statement inserts the spans — given as one JSON document of their fields plus two text arrays
+   of their attributes and events (``ON CONFLICT DO NOTHING`` on (trace, span id): a span sent again
+   is stored once) —, inserts an ``llm_usage`` row for each new
    span that carries usage, and folds the new spans into their traces' summaries (counts, times,
    status, root name, usage totals) — only the spans actually inserted count, so a batch sent twice
    changes nothing;
@@ -26,6 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.ids import uuid7s
@@ -103,32 +105,35 @@ ON CONFLICT (project_id, trace_id) DO UPDATE SET updated_at = now(),
 RETURNING id, trace_id
 """
 
-# $1 project; per span: $2 id, $3 trace row, $4 span id, $5 parent, $6 name, $7 kind, $8 status,
-# $9 error, $10 start, $11 end, $12 attributes, $13 events, $14 end user, $15 session, $16 metadata,
-# $17 tags (JSON arrays of strings), and its usage when it has one: $18 provider, $19 model,
-# $20 input, $21 output, $22 cached input, $23 input cost, $24 output cost, $25 total cost,
-# $26 model config, $27 latency, $28 prompt, $29 version, $30 execution, $31 tokens reported.
+# $1 project; $2 the spans but their attributes and events: a JSON array of one array per span — id, trace
+# row, span id, parent, name, kind, status, error, start, end, end user, session, metadata, tags, and its
+# usage when it has one: provider, model, input, output, cached input, input cost, output cost, total cost,
+# model config, latency, prompt, version, execution, tokens reported (false when we counted them) — ; $3
+# attributes and $4 events (JSON text), in the same order. One JSON document instead of an array per
+# column: asyncpg encodes arrays element by element (with abstract-class checks on each), which cost the
+# ingest benchmark more than the whole JSON encoding.
 _INSERT_SPANS = """
-WITH input AS (
-    SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                         $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[], $13::text[], $14::text[],
-                         $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::int[], $21::int[],
-                         $22::int[], $23::numeric[], $24::numeric[], $25::numeric[], $26::uuid[], $27::int[],
-                         $28::uuid[], $29::uuid[], $30::uuid[], $31::bool[])
-        AS i(id, trace_pk, span_id, parent_span_id, name, kind, status, error, start_time, end_time, attributes,
-             events, end_user_id, session_id, metadata, tags, provider, model, input_tokens, output_tokens,
-             cached_input_tokens, input_cost, output_cost, total_cost, model_config_id, latency_ms, prompt_id,
-             version_id, execution_id, tokens_reported)
+WITH input AS MATERIALIZED (
+    SELECT (r->>0)::uuid AS id, (r->>1)::uuid AS trace_pk, r->>2 AS span_id, r->>3 AS parent_span_id, r->>4 AS name,
+           r->>5 AS kind, r->>6 AS status, r->>7 AS error, (r->>8)::timestamptz AS start_time,
+           (r->>9)::timestamptz AS end_time, r->>10 AS end_user_id, r->>11 AS session_id,
+           nullif(r->12, 'null') AS metadata, nullif(r->13, 'null') AS tags,
+           r->>14 AS provider, r->>15 AS model, (r->>16)::int AS input_tokens, (r->>17)::int AS output_tokens,
+           (r->>18)::int AS cached_input_tokens, (r->>19)::numeric AS input_cost, (r->>20)::numeric AS output_cost,
+           (r->>21)::numeric AS total_cost, (r->>22)::uuid AS model_config_id, (r->>23)::int AS latency_ms,
+           (r->>24)::uuid AS prompt_id, (r->>25)::uuid AS version_id, (r->>26)::uuid AS execution_id,
+           (r->>27)::bool AS tokens_reported, n
+    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(r, n)
 ), inserted AS (
     INSERT INTO spans (id, trace_pk, project_id, span_id, parent_span_id, name, kind, status, error, start_time,
                        end_time, attributes, events)
-    SELECT id, trace_pk, $1, span_id, parent_span_id, name, kind, status, error, start_time, end_time,
-           attributes::jsonb, events::jsonb
-    FROM input
+    SELECT i.id, i.trace_pk, $1, i.span_id, i.parent_span_id, i.name, i.kind, i.status, i.error, i.start_time,
+           i.end_time, a.attributes::jsonb, a.events::jsonb
+    FROM input i JOIN unnest($3::text[], $4::text[]) WITH ORDINALITY AS a(attributes, events, n) USING (n)
     ON CONFLICT (trace_pk, span_id) DO NOTHING
     RETURNING id
 ), new AS (
-    SELECT input.* FROM input JOIN inserted USING (id)
+    SELECT * FROM input WHERE id IN (SELECT id FROM inserted)
 ), usage AS (
     INSERT INTO llm_usage (project_id, provider, model, input_tokens, output_tokens, cached_input_tokens,
                            input_cost_usd, output_cost_usd, total_cost_usd, tokens_reported, latency_ms,
@@ -176,9 +181,9 @@ UPDATE traces t SET
     error = coalesce(t.error, s.error),
     end_user_id = coalesce(t.end_user_id, s.end_user_id),
     session_id = coalesce(t.session_id, s.session_id),
-    metadata = coalesce(t.metadata, s.metadata::jsonb),
+    metadata = coalesce(t.metadata, s.metadata),
     tags = CASE WHEN t.tags = '{}' AND s.tags IS NOT NULL
-                THEN ARRAY(SELECT jsonb_array_elements_text(s.tags::jsonb)) ELSE t.tags END,
+                THEN ARRAY(SELECT jsonb_array_elements_text(s.tags)) ELSE t.tags END,
     llm_calls = t.llm_calls + s.calls,
     input_tokens = t.input_tokens + s.input_tokens,
     output_tokens = t.output_tokens + s.output_tokens,
@@ -191,7 +196,15 @@ RETURNING s.spans
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """JSON text for a jsonb column: orjson (several times faster than the standard library on the
+    attributes of a batch), the standard library for what orjson refuses (integers past 64 bits,
+    keys that are not strings)."""
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Sequence[SpanRecord], *,
@@ -203,8 +216,15 @@ async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Seque
     result = WriteResult()
     if not spans:
         return result
-    conn = (await (await session.connection()).get_raw_connection()).driver_connection
+    connection = await session.connection()
+    conn = (await connection.get_raw_connection()).driver_connection
     assert conn is not None
+    if not conn.is_in_transaction():
+        # SQLAlchemy sends BEGIN lazily, with its first statement: without this, the statements below,
+        # sent on the driver's connection, would each commit on their own (a failed batch would leave
+        # its traces behind, and the traces' row locks would not be held until the commit, so that
+        # concurrent batches of the same traces could deadlock)
+        await connection.exec_driver_sql("SELECT 1")
 
     # 1. the traces, in trace id order; each starts at its earliest span of this batch
     first: dict[str, datetime] = {}
@@ -213,29 +233,32 @@ async def write_spans(session: AsyncSession, project_id: uuid.UUID, spans: Seque
         if known is None or s.start_time < known:
             first[s.trace_id] = s.start_time
     trace_ids = sorted(first)
-    rows = await conn.fetch(_UPSERT_TRACES, project_id, uuid7s(len(trace_ids)), trace_ids,
+    upserted = await conn.fetch(_UPSERT_TRACES, project_id, uuid7s(len(trace_ids)), trace_ids,
                             [first[t] for t in trace_ids], [execution_id] * len(trace_ids))
-    result.traces = {r["trace_id"]: r["id"] for r in rows}
+    result.traces = {r["trace_id"]: r["id"] for r in upserted}
 
     # 2. the spans, their usage and the traces' summaries
     book = await PriceBook.load(session, {(s.usage.provider, s.usage.model) for s in spans if s.usage is not None
                                           and s.usage.cost_usd is None and s.usage.cost is None})
-    columns: list[list[Any]] = [[] for _ in range(30)]
+    rows: list[tuple[Any, ...]] = []
+    attributes: list[str | None] = []
+    events: list[str | None] = []
+    traces = result.traces
+    no_usage = (None,) * 14
     for span_pk, s in zip(uuid7s(len(spans)), spans, strict=True):
         u = s.usage
-        values: list[Any] = [span_pk, result.traces[s.trace_id], s.span_id, s.parent_span_id, s.name, s.kind,
-                             s.status, s.error, s.start_time, s.end_time, _json(s.attributes), _json(s.events),
-                             s.end_user_id, s.session_id, _json(s.metadata), _json(s.tags)]
+        attributes.append(_json(s.attributes))
+        events.append(_json(s.events))
+        head = (span_pk, traces[s.trace_id], s.span_id, s.parent_span_id, s.name, s.kind, s.status, s.error,
+                s.start_time, s.end_time, s.end_user_id, s.session_id, s.metadata, s.tags)
         if u is None:
-            values += [None] * 14
+            rows.append(head + no_usage)
         else:
             input_cost, output_cost, total, config_id = _price(book, u, s.start_time)
-            values += [u.provider, u.model, u.input_tokens, u.output_tokens,
-                       max(0, min(u.cached_input_tokens, u.input_tokens)), input_cost, output_cost, total,
-                       config_id, u.latency_ms, u.prompt_id, u.version_id, u.execution_id, u.reported]
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    counted = await conn.fetch(_INSERT_SPANS, project_id, *columns)
+            rows.append((*head, u.provider, u.model, u.input_tokens, u.output_tokens,
+                         max(0, min(u.cached_input_tokens, u.input_tokens)), input_cost, output_cost, total,
+                         config_id, u.latency_ms, u.prompt_id, u.version_id, u.execution_id, u.reported))
+    counted = await conn.fetch(_INSERT_SPANS, project_id, _json(rows), attributes, events)
     result.accepted = sum(r["spans"] for r in counted)
     result.duplicates = len(spans) - result.accepted
 

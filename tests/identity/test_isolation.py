@@ -3,9 +3,19 @@ neither read nor change anything of project B. Reads give null / empty; writes g
 FORBIDDEN) user errors, and top-level UNAUTHENTICATED for anonymous callers; B is left unchanged."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from app.services.traces import SpanRecord, SpanUsage, write_spans
 from tests.helpers import add_member, create_api_key, create_project, signup
 
-from .util import ERR
+from .util import ERR, raw_uuid
+
+B_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+B_TRACE_READ = """query($t: String!) { project(slug: "beta") { trace(traceId: $t) { id
+  spans { nodes { id usage { id } } } } } }"""
+TRACES_OF = """query($t: String!) { project(slug: "alpha") { traces { totalCount } trace(traceId: $t) { id } } }"""
+COSTS_OF = """query($p: ID!) { costReport(projectId: $p, from: "2026-01-01T00:00:00Z", to: "2027-01-01T00:00:00Z",
+  bucket: MONTH) { totals { calls } } }"""
 
 ALL_SCOPES = ["PROMPTS_READ", "PROMPTS_WRITE", "EXECUTIONS_READ", "EXECUTIONS_WRITE", "TRACES_READ", "TRACES_WRITE",
               "EXPERIMENTS_READ", "EXPERIMENTS_WRITE", "PROJECT_ADMIN"]
@@ -51,7 +61,19 @@ MUTATIONS = {
 }
 
 
-async def test_tenant_isolation_matrix(gql):
+async def _b_trace(app, gql, bob: str, pb: str) -> list[str]:
+    """A trace of B with an LLM span (usage); returns the node ids of the trace, its span and the usage."""
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    span = SpanRecord(trace_id=B_TRACE, span_id="00f067aa0ba902b7", name="b's secret run", kind="LLM", start_time=at,
+                      end_time=at, usage=SpanUsage(provider="openai", model="gpt-4o", input_tokens=5, output_tokens=5))
+    async with app.state.runtime.sessionmaker() as session, session.begin():
+        await write_spans(session, raw_uuid(pb), [span])
+    trace = (await gql(B_TRACE_READ, {"t": B_TRACE}, token=bob))["data"]["project"]["trace"]
+    (node,) = trace["spans"]["nodes"]
+    return [trace["id"], node["id"], node["usage"]["id"]]
+
+
+async def test_tenant_isolation_matrix(gql, app):
     await signup(gql, "root")  # the first user is a superuser; keep the tenants' users ordinary
     alice, _ = await signup(gql, "alice")      # owner of A
     bob, bob_id = await signup(gql, "bob")     # owner of B
@@ -69,7 +91,7 @@ async def test_tenant_isolation_matrix(gql):
     before = (await gql(SNAPSHOT, token=bob))["data"]["project"]
     b = {"project": pb, "member": shared_id, "owner": bob_id, "key": before["apiKeys"]["nodes"][0]["id"],
          "credential": before["providerCredentials"][0]["id"], "event": before["auditEvents"]["nodes"][0]["id"]}
-    b_ids = [b["project"], b["key"], b["credential"], b["event"], b["owner"]]
+    b_ids = [b["project"], b["key"], b["credential"], b["event"], b["owner"], *await _b_trace(app, gql, bob, pb)]
 
     callers = {"member of A": alice, "API key of A": key_a, "anonymous": None}
     for label, token in callers.items():
@@ -82,6 +104,14 @@ async def test_tenant_isolation_matrix(gql):
             slugs = [p["slug"] for p in data["projects"]["nodes"]]
             assert "beta" not in slugs, label
             assert slugs == ([] if token is None else ["alpha"]), label
+        # B's traces and costs: not through A, not by B's id
+        if token is not None:  # (anonymous callers see no project at all: above)
+            body = await gql(TRACES_OF, {"t": B_TRACE}, token=token)
+            assert body["data"]["project"] == {"traces": {"totalCount": 0}, "trace": None}, (label, body)
+        body = await gql(COSTS_OF, {"p": pb}, token=token or "", check=False)
+        assert body["data"] is None and "calls" not in str(body), (label, body)
+        assert [e["extensions"]["code"] for e in body["errors"]] == [
+            "UNAUTHENTICATED" if token is None else "NOT_FOUND"], (label, body)
         # a user both tenants share shows only the projects the caller shares with them
         shared = (await gql(SHARED_USER, {"id": shared_id}, token=token or ""))["data"]["node"]
         if token is None:

@@ -11,6 +11,7 @@ exactly when the key may read the holder and the object.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.executions.util import create_prompt, execute_ok, set_credential, wait_for
@@ -18,15 +19,25 @@ from tests.helpers import create_api_key, create_project, signup
 
 from .util import ERR
 
+#: Stands for the trace id of the execution's trace in the queries (known once the execution has run).
+TRACE_ID = "TRACE_ID_OF_THE_EXECUTION"
+_TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+#: Days around the execution's call, so its usage is in the reports.
+REPORT_FROM, REPORT_TO = ((_TODAY + timedelta(days=d)).isoformat() for d in (-1, 2))
+
 ALL_SCOPES = ["PROMPTS_READ", "PROMPTS_WRITE", "EXECUTIONS_READ", "EXECUTIONS_WRITE", "TRACES_READ", "TRACES_WRITE",
               "EXPERIMENTS_READ", "EXPERIMENTS_WRITE", "PROJECT_ADMIN"]
 PROMPTS = {"PROMPTS_READ", "PROMPTS_WRITE", "PROJECT_ADMIN"}
 EXECUTIONS = {"EXECUTIONS_READ", "EXECUTIONS_WRITE", "PROJECT_ADMIN"}
+TRACES = {"TRACES_READ", "TRACES_WRITE", "PROJECT_ADMIN"}
 #: Which scopes may read an object of each node type (app.services.access.READ_RULES).
 MAY_READ = {
     "Project": set(ALL_SCOPES), "User": set(ALL_SCOPES), "ModelConfig": set(ALL_SCOPES),
     "Prompt": PROMPTS, "PromptVersion": PROMPTS, "Deployment": PROMPTS, "Validation": PROMPTS,
     "Execution": EXECUTIONS, "ExecutionLog": EXECUTIONS, "Feedback": EXECUTIONS,
+    "Trace": TRACES, "Span": TRACES,
+    # usage and cost: what executions and traces cost, so either kind of key
+    "LlmUsage": EXECUTIONS | TRACES,
     "ApiKey": {"PROJECT_ADMIN"}, "ProviderCredential": {"PROJECT_ADMIN"}, "AuditEvent": {"PROJECT_ADMIN"},
     # not a node: the member list (VIEW_MEMBERS, which keys have with PROJECT_ADMIN)
     "ProjectMember": {"PROJECT_ADMIN"},
@@ -93,6 +104,30 @@ CASES: list[tuple[str | None, str, str, str]] = [
      "ProviderCredential", "ProviderCredential"),
     ("Project", "query($id: ID!) { node(id: $id) { ... on Project { auditEvents(first: 100) { nodes { id } } } } }",
      "AuditEvent", "AuditEvent"),
+    # Traces, spans and usage
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { traces { nodes { id } } } } }", "Trace", "Trace"),
+    ("Project", f'query($id: ID!) {{ node(id: $id) {{ ... on Project {{ trace(traceId: "{TRACE_ID}") {{ id }} }} }} }}',
+     "Trace", "Trace"),
+    ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { trace { id } } } }", "Trace", "Trace"),
+    ("Span", "query($id: ID!) { node(id: $id) { ... on Span { trace { id } } } }", "Trace", "Trace"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { spans { nodes { id } } } } }", "Span", "Span"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { rootSpan { id } } } }", "Span", "RootSpan"),
+    ("Span", "query($id: ID!) { node(id: $id) { ... on Span { parent { id } } } }", "Span", "RootSpan"),
+    ("Trace/Span", "query($id: ID!) { node(id: $id) { ... on Trace { rootSpan { children { id } } } } }", "Span",
+     "Span"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { span { id } } } }", "Span", "Span"),
+    ("Span", "query($id: ID!) { node(id: $id) { ... on Span { usage { id } } } }", "LlmUsage", "LlmUsage"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { execution { id } } } }", "Execution", "Execution"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { execution { id } } } }", "Execution",
+     "Execution"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { prompt { id } } } }", "Prompt", "Prompt"),
+    ("LlmUsage", "query($id: ID!) { node(id: $id) { ... on LlmUsage { version { id template } } } }",
+     "PromptVersion", "PromptVersion"),
+    # costReport needs what reading usage needs; its groups' prompts, what reading prompts needs
+    ("Project/LlmUsage", f'query($id: ID!) {{ costReport(projectId: $id, from: "{REPORT_FROM}", to: "{REPORT_TO}", '
+     "groupBy: [PROMPT, VERSION]) { buckets { prompt { id } } } }", "Prompt", "Prompt"),
+    ("Project/LlmUsage", f'query($id: ID!) {{ costReport(projectId: $id, from: "{REPORT_FROM}", to: "{REPORT_TO}", '
+     "groupBy: [PROMPT, VERSION]) { buckets { version { id template } } } }", "PromptVersion", "PromptVersion"),
     # Users
     ("Project/ProjectMember", "query($id: ID!) { node(id: $id) { ... on Project { members { nodes { user { id } } } } } }",
      "User", "User"),
@@ -106,6 +141,7 @@ CASES: list[tuple[str | None, str, str, str]] = [
     ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { project { id } } } }", "Project", "Project"),
     ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { project { id } } } }", "Project", "Project"),
     ("ApiKey", "query($id: ID!) { node(id: $id) { ... on ApiKey { project { id } } } }", "Project", "Project"),
+    ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { project { id } } } }", "Project", "Project"),
 ]
 
 
@@ -120,7 +156,19 @@ def ids_in(value: Any) -> set[str]:
     return set()
 
 
-async def _world(gql, make_app) -> tuple[dict[str, str], dict[str, str]]:
+async def _trace(gql, owner: str, execution: str) -> dict[str, str]:
+    """The execution's trace, as the engine wrote it: its root span and its LLM call's span with the usage
+    (of the prompt, version and execution); returns the node ids of the trace, the spans and the usage."""
+    body = await gql("""query($id: ID!) { node(id: $id) { ... on Execution { trace { id traceId
+        rootSpan { id } spans { nodes { id kind usage { id } } } } } } }""", {"id": execution}, token=owner)
+    trace = body["data"]["node"]["trace"]
+    llm = next(s for s in trace["spans"]["nodes"] if s["kind"] == "LLM")
+    assert llm["usage"] is not None, "the execution's call has no usage"
+    return {"Trace": trace["id"], "TraceId": trace["traceId"], "RootSpan": trace["rootSpan"]["id"], "Span": llm["id"],
+            "LlmUsage": llm["usage"]["id"]}
+
+
+async def _world(gql, make_app, app) -> tuple[dict[str, str], dict[str, str]]:
     """A project with one of everything; returns (node ids by type, a key's secret by scope)."""
     await signup(gql, "root")  # the first user is a superuser: the owner below is an ordinary user
     owner, user_id = await signup(gql, "owner")
@@ -154,19 +202,20 @@ async def _world(gql, make_app) -> tuple[dict[str, str], dict[str, str]]:
         "ApiKey": next(k["id"] for k in node["apiKeys"]["nodes"] if k["name"] == "EXECUTIONS_WRITE"),
         "AuditEvent": node["auditEvents"]["nodes"][0]["id"], "ModelConfig": body["data"]["models"][0]["id"],
         "User": user_id,
+        **await _trace(gql, owner, execution),
     }
     return ids, keys
 
 
-async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, make_app):
-    ids, keys = await _world(gql, make_app)
+async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, make_app, app):
+    ids, keys = await _world(gql, make_app, app)
     failures = []
     forbidden_seen = 0
     for holder, query, reached, which in CASES:
         path = holder.split("/") if holder is not None else []
         holder_id = ids[path[0]] if path else ids[which]
         for scope in ALL_SCOPES:
-            body = await gql(query, {"id": holder_id}, token=keys[scope], check=False)
+            body = await gql(query.replace(TRACE_ID, ids["TraceId"]), {"id": holder_id}, token=keys[scope], check=False)
             assert "data" in body, (query, scope, body)  # never a request error
             for error in body.get("errors", []):
                 code = error.get("extensions", {}).get("code")
@@ -185,8 +234,8 @@ async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, m
     assert forbidden_seen > 0  # e.g. Execution.version (non-null) for EXECUTIONS_READ: refused, not leaked
 
 
-async def test_a_refused_non_null_relation_says_why_and_hides_the_holder(gql, make_app):
-    ids, keys = await _world(gql, make_app)
+async def test_a_refused_non_null_relation_says_why_and_hides_the_holder(gql, make_app, app):
+    ids, keys = await _world(gql, make_app, app)
     body = await gql("query($id: ID!) { node(id: $id) { ... on Execution { status version { template } } } }",
                      {"id": ids["Execution"]}, token=keys["EXECUTIONS_READ"], check=False)
     assert body["data"] == {"node": None}

@@ -121,7 +121,7 @@ async def test_api_keys_need_an_executions_scope_of_that_project(gql, live):
 
 
 async def test_a_member_removed_mid_stream_stops_receiving(gql, live, driver, monkeypatch):
-    from app.api.executions import subscriptions
+    from app.api.core import live as subscriptions
 
     monkeypatch.setattr(subscriptions, "ACCESS_RECHECK_SECONDS", 0.0)  # re-check before every delivery
     a, b = await tenants(gql, "ann", "bob")
@@ -153,7 +153,7 @@ async def test_a_member_removed_mid_stream_stops_receiving(gql, live, driver, mo
 
 
 async def test_a_logged_out_session_stops_receiving(gql, live, driver, monkeypatch):
-    from app.api.executions import subscriptions
+    from app.api.core import live as subscriptions
 
     monkeypatch.setattr(subscriptions, "ACCESS_RECHECK_SECONDS", 0.0)  # re-check before every delivery
     a, = await tenants(gql, "ann")

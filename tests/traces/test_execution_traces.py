@@ -75,6 +75,20 @@ async def test_a_completed_execution_with_a_retry_and_a_failed_validation(gql, m
     assert root["start_time"] <= spans["render"]["start_time"] <= spans["render"]["end_time"]
     assert spans["queued"]["end_time"] <= call["start_time"] <= check["start_time"] <= root["end_time"]
 
+    # and over GraphQL: Execution.trace, its spans, the call's usage linked to its execution and back
+    body = await gql("""query($id: ID!) { node(id: $id) { ... on Execution { id costUsd trace {
+        traceId status spanCount execution { id } usage { calls costUsd }
+        rootSpan { name children { name } }
+        spans { nodes { name kind usage { totalCostUsd execution { id } span { name } } } } } } } }""",
+                     {"id": eid}, token=t.token)
+    read = body["data"]["node"]["trace"]
+    assert (read["traceId"], read["status"], read["spanCount"]) == (raw_uuid(eid).hex, "ERROR", 5)
+    assert read["execution"] == {"id": eid} and read["usage"] == {"calls": 1, "costUsd": "0.000153"}
+    assert read["rootSpan"]["name"] == root["name"] and len(read["rootSpan"]["children"]) == 4
+    [chat] = [n for n in read["spans"]["nodes"] if n["kind"] == "LLM"]
+    assert chat["usage"] == {"totalCostUsd": "0.000153", "execution": {"id": eid}, "span": {"name": chat["name"]}}
+    assert body["data"]["node"]["costUsd"] == "0.000153"
+
 
 async def test_failed_and_cancelled_executions_are_traces_too(gql, make_app, db_url):
     t = await tenant(gql, "bea")

@@ -116,3 +116,15 @@ async def test_a_trace_written_for_an_execution_links_to_it(app, project):
     # an execution id that does not exist is refused by the foreign key
     with pytest.raises(Exception):
         await _write(app, project, [span(1, None, start=0, end=1, trace=other)], execution_id=uuid.uuid4())
+
+
+async def test_a_batch_that_fails_leaves_nothing_behind_not_even_its_traces(app, project):
+    """The batch's statements run in the caller's transaction (SQLAlchemy begins it lazily: write_spans
+    makes sure it has begun before it uses the driver's connection)."""
+    import asyncpg
+
+    bad = span(2, None, start=5, end=1, trace="1" * 32)  # write_spans trusts its input: the database refuses it
+    with pytest.raises(asyncpg.CheckViolationError):
+        await _write(app, project, [span(1, None, start=0, end=1, trace="2" * 32), bad])
+    async with app.state.runtime.sessionmaker() as session:
+        assert (await session.execute(text("SELECT count(*) FROM traces"))).scalar() == 0

@@ -14,6 +14,10 @@ paged together with ``ROW_NUMBER() OVER (PARTITION BY parent ORDER BY sort, id)`
     return await child_connection(info, MembersPage, project_id, first=first, after=after, wrap=Member.from_row)
 
 Extra arguments (filters) go in ``args`` (hashable); ``base()`` reads them from ``self.args``.
+
+``lateral = True`` pages each parent with its own ``LATERAL (… ORDER BY … LIMIT n + 1)`` instead: an
+index scan that stops after the page, where the window numbers every child of every parent first —
+for big children tables (a project's traces, a trace's spans), whose parents may have millions.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, column, func, select, true, tuple_, values
 from sqlalchemy.orm import aliased
 
 from .context import Context, Info
@@ -47,6 +51,8 @@ class ChildPageLoader(BaseLoader):
     sort_col: Any = None
     id_col: Any = None
     descending: bool = False
+    #: Page each parent with a LATERAL subquery (see the module docstring).
+    lateral: bool = False
 
     def __init__(self, ctx: Context, first: int | None, after: str | None, *args: Any):
         super().__init__(ctx)
@@ -77,20 +83,19 @@ class ChildPageLoader(BaseLoader):
             return self.sort.desc(), self.ident.desc()
         return self.sort.asc(), self.ident.asc()
 
+    def _after_cursor(self, stmt: Select[Any]) -> Select[Any]:
+        if self.cursor is None:
+            return stmt
+        cmp = tuple_(self.sort, self.ident)
+        value = tuple_(*self.cursor)
+        return stmt.where(cmp < value if self.descending else cmp > value)
+
     async def batch_load_fn(self, keys: Sequence[Any]) -> list[ChildPage]:
         parents = list(set(keys))
-        rn = func.row_number().over(partition_by=self.parent, order_by=self._order()).label("ps_rn")
-        stmt = self.base().add_columns(self.parent.label("ps_parent"), rn).where(self.parent.in_(parents))
-        if self.cursor is not None:
-            cmp = tuple_(self.sort, self.ident)
-            value = tuple_(*self.cursor)
-            stmt = stmt.where(cmp < value if self.descending else cmp > value)
-        sub = stmt.subquery()
-        entity = aliased(type(self).model, sub)
-        outer = (select(entity, sub.c.ps_parent).where(sub.c.ps_rn <= self.limit + 1)
-                 .order_by(sub.c.ps_parent, sub.c.ps_rn))
-        async with self.ctx.db() as session:
-            result = (await session.execute(outer)).all()
+        if self.lateral:
+            result = await self._lateral_pages(parents)
+        else:
+            result = await self._window_pages(parents)
         rows_by_parent: dict[Any, list[Any]] = defaultdict(list)
         for row, parent in result:
             rows_by_parent[parent].append(row)
@@ -99,6 +104,29 @@ class ChildPageLoader(BaseLoader):
             rows = rows_by_parent.get(k, [])
             out.append(ChildPage(rows[: self.limit], len(rows) > self.limit))
         return out
+
+    async def _lateral_pages(self, parents: list[Any]) -> Sequence[Any]:
+        keys = values(column("ps_parent", self.parent.type), name="ps_keys").data([(p,) for p in parents])
+        page = (self._after_cursor(self.base().where(self.parent == keys.c.ps_parent))
+                .order_by(*self._order()).limit(self.limit + 1).subquery("ps_page").lateral())
+        entity = aliased(type(self).model, page)
+        sort, ident = getattr(entity, self.sort.key), getattr(entity, self.ident.key)
+        order = (sort.desc(), ident.desc()) if self.descending else (sort.asc(), ident.asc())
+        outer = (select(entity, keys.c.ps_parent).select_from(keys).join(page, true())
+                 .order_by(keys.c.ps_parent, *order))
+        async with self.ctx.db() as session:
+            return (await session.execute(outer)).all()
+
+    async def _window_pages(self, parents: list[Any]) -> Sequence[Any]:
+        rn = func.row_number().over(partition_by=self.parent, order_by=self._order()).label("ps_rn")
+        stmt = self._after_cursor(
+            self.base().add_columns(self.parent.label("ps_parent"), rn).where(self.parent.in_(parents)))
+        sub = stmt.subquery()
+        entity = aliased(type(self).model, sub)
+        outer = (select(entity, sub.c.ps_parent).where(sub.c.ps_rn <= self.limit + 1)
+                 .order_by(sub.c.ps_parent, sub.c.ps_rn))
+        async with self.ctx.db() as session:
+            return (await session.execute(outer)).all()
 
 
 class ChildCountLoader(BaseLoader):

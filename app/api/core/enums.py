@@ -23,6 +23,8 @@ from app.db.models.enums import (
     ProjectRole,
     PromptKind,
     PromptStatus,
+    SpanKind,
+    SpanStatus,
     TemplateFormat,
     ValidationStatus,
     ValidationType,
@@ -75,3 +77,9 @@ graphql_enum(ExecutionEventType, values={
     "SNAPSHOT": "The state at the moment of subscribing; always the first event.",
     "QUEUED": "Queued (again, when a worker stopped mid-run: the output starts over).",
 })
+graphql_enum(SpanKind, description="What a span did: OpenInference's span kinds, plus HTTP, DATABASE and INTERNAL "
+                                "(the default).", values={
+    "LLM": "A call to a language model (its usage: Span.usage).",
+})
+graphql_enum(SpanStatus, description="OpenTelemetry's status of a span (and of a trace: ERROR when any span errored, "
+                                     "else its root's).")

@@ -23,25 +23,24 @@ notices behind (its client does not read) gets a FELL_BEHIND error and its strea
 """
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 
 import strawberry
 from sqlalchemy import func, select, tuple_
-from starlette.websockets import WebSocket, WebSocketState
 
 from app.db import models
 from app.db.models.enums import ExecutionEventType as EventType
 from app.db.models.enums import ExecutionStatus
 from app.events import topics
-from app.services import access, auth
+from app.services import access
 from app.services.access import Action
 from app.services.errors import ServiceError
 
 from ..core.context import Info
-from ..core.errors import ClientError, Unauthenticated
+from ..core.errors import ClientError
+from ..core.live import AccessCheck, EventStream, client_alive, event_bus, fell_behind, not_found
 from ..core.relay import decode_id
 from .loaders import filter_conditions
 from .types import Execution, ExecutionEvent, ExecutionFilter, filter_args
@@ -65,95 +64,10 @@ READ_LIMIT = 500
 CATCH_UP_SECONDS = 30.0
 #: ... and this often while the bus's LISTEN connection is down.
 OUTAGE_POLL_SECONDS = 1.0
-#: The caller's right to read the project is checked again before delivering, at most this often.
-ACCESS_RECHECK_SECONDS = 5.0
 #: After a bus reconnect, projectExecutions catches up on events this far back (deduplicated).
 RESYNC_WINDOW = timedelta(seconds=60)
 #: projectExecutions remembers the last delivered sequence of at most this many executions.
 SEEN_LIMIT = 10_000
-
-
-def _not_found(what: str) -> ClientError:
-    return ClientError(f"No {what} with this ID.", "NOT_FOUND")
-
-
-def _fell_behind(sub) -> ClientError:
-    return ClientError(
-        f"This subscriber fell more than {sub.maxsize} events behind and was closed; subscribe again to resume "
-        "from a fresh snapshot.", "FELL_BEHIND")
-
-
-def _client_alive(info: Info) -> Callable[[], bool] | None:
-    """For the bus's sweeps: whether the subscriber's WebSocket is still open."""
-    ws = info.context.request
-    if not isinstance(ws, WebSocket):
-        return None
-    return lambda: (ws.client_state != WebSocketState.DISCONNECTED
-                    and ws.application_state != WebSocketState.DISCONNECTED)
-
-
-def _bus(info: Info):
-    bus = getattr(info.context.services, "bus", None)
-    if bus is None:
-        raise ClientError("Live updates are not available: this server process runs no event bus.",
-                                "UNAVAILABLE")
-    return bus
-
-
-class EventStream:
-    """The async iterator handed to Strawberry: it always lets go of its bus subscription.
-
-    It wraps the event generator and unsubscribes when the generator ends, fails or is closed —
-    and also when it is closed (or dropped) before it was ever iterated, which a bare async
-    generator's ``finally`` would not cover.
-    """
-
-    def __init__(self, bus, sub, events: AsyncGenerator[ExecutionEvent, None]):
-        self._bus, self._sub, self._events = bus, sub, events
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> ExecutionEvent:
-        try:
-            return await self._events.__anext__()
-        except BaseException:
-            self.release()
-            raise
-
-    async def aclose(self) -> None:
-        try:
-            await self._events.aclose()
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        sub = getattr(self, "_sub", None)
-        if sub is not None:
-            self._sub = None
-            self._bus.unsubscribe(sub)
-
-    def __del__(self) -> None:
-        self.release()
-
-
-class _AccessCheck:
-    """Re-checks, at most every ACCESS_RECHECK_SECONDS (after refresh_loaders), that the credential
-    still holds (not logged out, revoked or expired) and READ_EXECUTIONS on the project."""
-
-    def __init__(self, ctx, project_id: uuid.UUID, what: str):
-        self.ctx, self.project_id, self.what = ctx, project_id, what
-        self.checked = time.monotonic()
-
-    async def __call__(self) -> None:
-        if time.monotonic() - self.checked < ACCESS_RECHECK_SECONDS:
-            return
-        if not await auth.still_valid(self.ctx.sessionmaker, self.ctx.principal):
-            raise Unauthenticated("The session or API key of this connection has ended (logged out, revoked or "
-                                  "expired); connect again with a valid token.")
-        if not await self.ctx.can(self.project_id, Action.READ_EXECUTIONS):
-            raise _not_found(self.what)
-        self.checked = time.monotonic()
 
 
 # ---------------------------------------------------------------------------- executionUpdated
@@ -194,15 +108,15 @@ async def open_execution_stream(info: Info, gid: strawberry.ID) -> EventStream:
     ctx.require_auth()
     execution_id = decode_id(gid, Execution)
     if execution_id is None:
-        raise _not_found("execution")
-    bus = _bus(info)
+        raise not_found("execution")
+    bus = event_bus(info)
     # Register first, read second: whatever commits after the read below is notified to `sub`.
-    sub = bus.subscribe(topics.execution(execution_id), alive=_client_alive(info))
+    sub = bus.subscribe(topics.execution(execution_id), alive=client_alive(info))
     try:
         ctx.refresh_loaders()
         row = await read_snapshot(ctx, execution_id)
         if row is None or not await ctx.can(row.project_id, Action.READ_EXECUTIONS):
-            raise _not_found("execution")
+            raise not_found("execution")
     except BaseException:
         bus.unsubscribe(sub)
         raise
@@ -215,14 +129,14 @@ async def _execution_events(ctx, bus, sub, row: models.Execution) -> AsyncGenera
         return
     execution_id, last = row.id, row.last_event_seq
     known = last  # the highest sequence known to exist
-    recheck = _AccessCheck(ctx, row.project_id, "execution")
+    recheck = AccessCheck(ctx, row.project_id, "execution", Action.READ_EXECUTIONS)
     while True:
         if last >= known:  # all known events sent: wait for news
             batch = await sub.next_batch(CATCH_UP_SECONDS if bus.connected else OUTAGE_POLL_SECONDS)
             if sub.closed:
                 return  # its client is gone
             if sub.overflowed:
-                raise _fell_behind(sub)
+                raise fell_behind(sub)
             if batch and not any(n.resync or int(n.data["s"]) > last for n in batch):
                 continue  # only notices of events already sent (e.g. covered by the snapshot)
         else:
@@ -235,7 +149,7 @@ async def _execution_events(ctx, bus, sub, row: models.Execution) -> AsyncGenera
         known = now.last_event_seq
         for event, log in events:
             if sub.overflowed:
-                raise _fell_behind(sub)
+                raise fell_behind(sub)
             yield ExecutionEvent.from_row(event, now, log)
             last = event.seq
             if event.type in TERMINAL_TYPES:
@@ -276,13 +190,13 @@ async def open_project_stream(info: Info, gid: strawberry.ID, filter: ExecutionF
     principal = ctx.require_auth()
     project_id = decode_id(gid, models.Project)
     if project_id is None:
-        raise _not_found("project")
+        raise not_found("project")
     args = filter_args(filter)
     statuses, rest = args[0], (None, *args[1:])
     types = _status_types(statuses)
-    bus = _bus(info)
+    bus = event_bus(info)
     sub = bus.subscribe(topics.project_executions(project_id), accept=lambda data: data.get("t") in types,
-                        alive=_client_alive(info))
+                        alive=client_alive(info))
     try:
         async with ctx.db() as session:
             try:
@@ -302,13 +216,13 @@ async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset
                           started: datetime) -> AsyncGenerator[ExecutionEvent, None]:
     seen: dict[uuid.UUID, tuple[int, datetime]] = {}  # execution -> (last seq delivered, its time)
     last_at = started
-    recheck = _AccessCheck(ctx, project_id, "project")
+    recheck = AccessCheck(ctx, project_id, "project", Action.READ_EXECUTIONS)
     while True:
         batch = await sub.next_batch()
         if sub.closed:
             return  # its client is gone
         if sub.overflowed:
-            raise _fell_behind(sub)
+            raise fell_behind(sub)
         notices = [n for n in batch if not n.resync]
         resync = any(n.resync for n in batch)
         if not notices and not resync:
@@ -321,7 +235,7 @@ async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset
             rows = await read_project_events(ctx, project_id, types, conditions, since=since,
                                              limit=sub.maxsize + 1)
             if len(rows) > sub.maxsize:
-                raise _fell_behind(sub)
+                raise fell_behind(sub)
         else:
             order = {(uuid.UUID(n.data["e"]), int(n.data["s"])): i for i, n in enumerate(notices)}
             rows = await read_project_events(ctx, project_id, types, conditions, keys=list(order))
@@ -331,7 +245,7 @@ async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset
             if done is not None and event.seq <= done[0]:
                 continue
             if sub.overflowed:
-                raise _fell_behind(sub)
+                raise fell_behind(sub)
             yield ExecutionEvent.from_row(event, execution)
             seen[event.execution_id] = (event.seq, event.at)
             last_at = max(last_at, event.at)

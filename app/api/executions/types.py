@@ -24,6 +24,8 @@ from ..core.enums import ExecutionEventType, ExecutionStatus, LogLevel, Priority
 from ..core.pagination import Connection
 from ..core.relay import Node, global_id, input_id, load_related, node, related, wrap
 from ..models.types import ModelSettings
+from ..traces import resolvers as traces
+from ..traces.types import Trace
 from ..validations.types import ValidationResult
 from .loaders import FeedbackByExecution, LogsPage, levels_from
 
@@ -183,6 +185,11 @@ class Execution(Node):
         levels = levels_from(min_level.value if min_level is not None else None)
         return await child_connection(info, LogsPage, self.row.id, first=first, after=after,
                                       wrap=ExecutionLog.from_row, args=(levels,))
+
+    @strawberry.field(description="The trace recording this execution; null until it is written, or when you may "
+                                  "not read traces.")
+    async def trace(self, info: Info) -> Trace | None:
+        return await traces.execution_trace(info, self.row)
 
     @strawberry.field(description="Oldest first.")
     async def feedback(self, info: Info) -> list[Feedback]:

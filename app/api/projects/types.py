@@ -25,6 +25,8 @@ from ..identity.types import ApiKey, AuditEvent, AuditFilter, User
 from ..prompts import resolvers as prompts
 from ..prompts.inputs import PromptFilter, PromptOrder
 from ..prompts.types import Prompt
+from ..traces import resolvers as traces
+from ..traces.types import Trace, TraceFilter
 from .loaders import CredentialsByProject, MembersPage
 
 
@@ -143,3 +145,13 @@ class Project(Node):
     async def executions(self, info: Info, first: int | None = 20, after: str | None = None,
                          filter: ExecutionFilter | None = None) -> Connection[Execution]:
         return await executions.project_executions(info, self.row, first, after, filter)
+
+    @strawberry.field(description="Newest first (by start time); keyset pagination.")
+    async def traces(self, info: Info, first: int | None = 20, after: str | None = None,
+                     filter: TraceFilter | None = None) -> Connection[Trace]:
+        return await traces.project_traces(info, self.row, first, after, filter)
+
+    @strawberry.field(description="The trace with this id (32 hex characters, any case); null when there is none or "
+                                  "you may not read traces here.")
+    async def trace(self, info: Info, trace_id: str) -> Trace | None:
+        return await traces.project_trace(info, self.row, trace_id)

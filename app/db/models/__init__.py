@@ -8,10 +8,10 @@ from .jobs import Job
 from .projects import Project, ProjectMember, ProviderCredential
 from .prompts import Deployment, Prompt, PromptVersion, Validation
 from .traces import Span, Trace
-from .usage import LlmUsage, ModelConfig
+from .usage import LlmUsage, ModelConfig, UsageHourly
 
 __all__ = [
     "ApiKey", "AuditEvent", "Base", "Deployment", "Execution", "ExecutionEvent", "ExecutionLog", "Feedback", "Job",
     "LlmUsage", "ModelConfig", "Project", "ProjectMember", "Prompt", "PromptVersion", "ProviderCredential", "Span",
-    "Trace", "User", "UserSession", "Validation", "VersionEmbedding",
+    "Trace", "UsageHourly", "User", "UserSession", "Validation", "VersionEmbedding",
 ]

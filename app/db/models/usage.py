@@ -5,7 +5,19 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, Money, created_at, uuid_pk
@@ -76,4 +88,40 @@ class LlmUsage(Base):
         CheckConstraint("input_cost_usd >= 0 AND output_cost_usd >= 0 AND total_cost_usd >= 0",
                         name="cost_non_negative"),
         Index("ix_llm_usage_project_id_created_at", "project_id", "created_at"),
+    )
+
+
+class UsageHourly(Base):
+    """``llm_usage`` summed per project, UTC hour, provider, model, prompt and version: what cost reports read.
+
+    Maintained by the database, not by the writers: statement-level triggers on ``llm_usage`` (migration
+    0009) add each statement's new rows (one upsert per statement, in key order), and move rows whose
+    figures or keys change (a deleted prompt sets ``prompt_id`` null) or that are deleted. So every writer
+    of ``llm_usage`` (``write_spans``, a bulk load, and any later one) keeps it exact by construction.
+    No end user (that would make it nearly as big as ``llm_usage``) and no percentiles (they do not add up):
+    reports grouped by end user or asking for p95 read ``llm_usage`` itself.
+    """
+
+    __tablename__ = "llm_usage_hourly"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+    #: The start of the hour (UTC).
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    provider: Mapped[str] = mapped_column(String(64), nullable=False)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    #: No foreign keys: the triggers follow llm_usage's own SET NULL when a prompt is deleted.
+    prompt_id: Mapped[uuid.UUID | None] = mapped_column()
+    version_id: Mapped[uuid.UUID | None] = mapped_column()
+    calls: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(18, 6), nullable=False)
+    #: Average latency = latency_ms_sum / latency_calls (calls without a latency are left out).
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    latency_calls: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        Index("uq_llm_usage_hourly_key", "project_id", "hour", "provider", "model", "prompt_id", "version_id",
+              unique=True, postgresql_nulls_not_distinct=True),
     )

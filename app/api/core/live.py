@@ -1,0 +1,106 @@
+"""Plumbing shared by the live subscriptions (executions, traces): the stream handed to Strawberry, the
+periodic re-check of the caller's rights, the event bus of the process, and their errors.
+
+How a live feed works (docs/architecture.md, "Events and subscriptions"): a subscription registers with
+the process's event bus for a topic *before* it reads anything, then reads what is new from the tables
+whenever notices arrive; notices are hints, never the data.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from app.services import auth
+from app.services.access import Action
+
+from .context import Context, Info
+from .errors import ClientError, Unauthenticated
+
+#: The caller's right to read the project is checked again before delivering, at most this often.
+ACCESS_RECHECK_SECONDS = 5.0
+
+
+def not_found(what: str) -> ClientError:
+    return ClientError(f"No {what} with this ID.", "NOT_FOUND")
+
+
+def fell_behind(sub: Any) -> ClientError:
+    return ClientError(
+        f"This subscriber fell more than {sub.maxsize} events behind and was closed; subscribe again to resume "
+        "from a fresh snapshot.", "FELL_BEHIND")
+
+
+def client_alive(info: Info) -> Callable[[], bool] | None:
+    """For the bus's sweeps: whether the subscriber's WebSocket is still open."""
+    ws = info.context.request
+    if not isinstance(ws, WebSocket):
+        return None
+    return lambda: (ws.client_state != WebSocketState.DISCONNECTED
+                    and ws.application_state != WebSocketState.DISCONNECTED)
+
+
+def event_bus(info: Info) -> Any:
+    bus = getattr(info.context.services, "bus", None)
+    if bus is None:
+        raise ClientError("Live updates are not available: this server process runs no event bus.", "UNAVAILABLE")
+    return bus
+
+
+class EventStream:
+    """The async iterator handed to Strawberry: it always lets go of its bus subscription.
+
+    It wraps the event generator and unsubscribes when the generator ends, fails or is closed —
+    and also when it is closed (or dropped) before it was ever iterated, which a bare async
+    generator's ``finally`` would not cover.
+    """
+
+    def __init__(self, bus: Any, sub: Any, events: AsyncGenerator[Any, None]):
+        self._bus, self._sub, self._events = bus, sub, events
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._events.__anext__()
+        except BaseException:
+            self.release()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        sub = getattr(self, "_sub", None)
+        if sub is not None:
+            self._sub = None
+            self._bus.unsubscribe(sub)
+
+    def __del__(self) -> None:
+        self.release()
+
+
+class AccessCheck:
+    """Re-checks, at most every ACCESS_RECHECK_SECONDS (after refresh_loaders), that the credential
+    still holds (not logged out, revoked or expired) and ``action`` on the project."""
+
+    def __init__(self, ctx: Context, project_id: uuid.UUID, what: str, action: Action):
+        self.ctx, self.project_id, self.what, self.action = ctx, project_id, what, action
+        self.checked = time.monotonic()
+
+    async def __call__(self) -> None:
+        if time.monotonic() - self.checked < ACCESS_RECHECK_SECONDS:
+            return
+        if not await auth.still_valid(self.ctx.sessionmaker, self.ctx.principal):
+            raise Unauthenticated("The session or API key of this connection has ended (logged out, revoked or "
+                                  "expired); connect again with a valid token.")
+        if not await self.ctx.can(self.project_id, self.action):
+            raise not_found(self.what)
+        self.checked = time.monotonic()
