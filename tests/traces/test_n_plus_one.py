@@ -2,6 +2,8 @@
 many SQL statements as listing 5."""
 from __future__ import annotations
 
+import pytest
+
 from tests.executions.util import create_prompt, execute_ok
 from tests.helpers import create_project, signup
 
@@ -23,6 +25,13 @@ LISTING = """query { project(slug: "obs") { traces(first: 50) { totalCount pageI
 #: rule), the usage rows by span, and the spans by id (LlmUsage.span). (Each relation has a loader of its own, so
 #: the count does not depend on which loads happen to share a tick.)
 EXPECTED_STATEMENTS = 15
+
+
+@pytest.fixture
+def settings(settings):
+    # 50 traces x 100 spans, each with its relations, would cost some 120,000 points: over the per-request
+    # budget (tests/hardening/test_limits.py checks the budget), raised here to ask for it all at once.
+    return settings.replace(max_query_cost=1_000_000)
 
 
 async def test_listing_statement_count_does_not_grow_with_traces(gql, write, sql_counter):

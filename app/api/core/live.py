@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from starlette.websockets import WebSocket, WebSocketState
 
-from app.services import auth
+from app.services import access, auth
 from app.services.access import Action
+from app.services.errors import ServiceError
+from app.services.principal import Principal
 
 from .context import Context, Info
 from .errors import ClientError, Unauthenticated
@@ -104,3 +108,26 @@ class AccessCheck:
         if not await self.ctx.can(self.project_id, self.action):
             raise not_found(self.what)
         self.checked = time.monotonic()
+
+
+async def subscribe_checked(info: Info, principal: Principal, topic: str, project_id: uuid.UUID, action: Action, *,
+                            accept: Callable[[Mapping[str, Any]], bool] | None = None) -> tuple[Any, Any, datetime]:
+    """Register with the process's bus for ``topic`` first, then check that ``principal`` may do ``action``
+    in the project (so whatever commits after the check is notified); returns the bus, the subscriber
+    and the database's time of the check (read what is newer than it). Refused: ClientError, and the
+    subscriber is gone."""
+    ctx = info.context
+    bus = event_bus(info)
+    sub = bus.subscribe(topic, accept=accept, alive=client_alive(info))
+    try:
+        async with ctx.db() as session:
+            try:
+                await access.require(session, principal, project_id, action)
+            except ServiceError as exc:
+                error = exc.errors[0]
+                raise ClientError(error.message, error.code) from None
+            started = (await session.execute(select(func.now()))).scalar_one()
+    except BaseException:
+        bus.unsubscribe(sub)
+        raise
+    return bus, sub, started

@@ -28,19 +28,17 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 
 import strawberry
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import select, tuple_
 
 from app.db import models
 from app.db.models.enums import ExecutionEventType as EventType
 from app.db.models.enums import ExecutionStatus
 from app.events import topics
-from app.services import access
 from app.services.access import Action
-from app.services.errors import ServiceError
 
 from ..core.context import Info
 from ..core.errors import ClientError
-from ..core.live import AccessCheck, EventStream, client_alive, event_bus, fell_behind, not_found
+from ..core.live import AccessCheck, EventStream, client_alive, event_bus, fell_behind, not_found, subscribe_checked
 from ..core.relay import decode_id
 from .loaders import filter_conditions
 from .types import Execution, ExecutionEvent, ExecutionFilter, filter_args
@@ -194,20 +192,8 @@ async def open_project_stream(info: Info, gid: strawberry.ID, filter: ExecutionF
     args = filter_args(filter)
     statuses, rest = args[0], (None, *args[1:])
     types = _status_types(statuses)
-    bus = event_bus(info)
-    sub = bus.subscribe(topics.project_executions(project_id), accept=lambda data: data.get("t") in types,
-                        alive=client_alive(info))
-    try:
-        async with ctx.db() as session:
-            try:
-                await access.require(session, principal, project_id, Action.READ_EXECUTIONS)
-            except ServiceError as exc:
-                error = exc.errors[0]
-                raise ClientError(error.message, error.code) from None
-            started = (await session.execute(select(func.now()))).scalar_one()
-    except BaseException:
-        bus.unsubscribe(sub)
-        raise
+    bus, sub, started = await subscribe_checked(info, principal, topics.project_executions(project_id), project_id,
+                                                Action.READ_EXECUTIONS, accept=lambda data: data.get("t") in types)
     events = _project_events(ctx, bus, sub, project_id, types, filter_conditions(rest), started)
     return EventStream(bus, sub, events)
 

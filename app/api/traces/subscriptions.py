@@ -24,17 +24,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import strawberry
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.db import models
 from app.events import topics
-from app.services import access
 from app.services.access import Action
-from app.services.errors import ServiceError
 
 from ..core.context import Context, Info
-from ..core.errors import ClientError
-from ..core.live import AccessCheck, EventStream, client_alive, event_bus, fell_behind, not_found
+from ..core.live import AccessCheck, EventStream, fell_behind, not_found, subscribe_checked
 from ..core.relay import decode_id
 from .loaders import TraceFilterSpec, trace_conditions
 from .types import Trace, TraceFilter, filter_spec
@@ -118,20 +115,8 @@ async def open_traces_stream(info: Info, gid: strawberry.ID, filter: TraceFilter
     if project_id is None:
         raise not_found("project")
     spec = filter_spec(filter)
-    bus = event_bus(info)
-    # Register first, check second: whatever commits after the check is notified to `sub`.
-    sub = bus.subscribe(topics.project_traces(project_id), alive=client_alive(info))
-    try:
-        async with ctx.db() as session:
-            try:
-                await access.require(session, principal, project_id, Action.READ_TRACES)
-            except ServiceError as exc:
-                error = exc.errors[0]
-                raise ClientError(error.message, error.code) from None
-            started = (await session.execute(select(func.now()))).scalar_one()
-    except BaseException:
-        bus.unsubscribe(sub)
-        raise
+    bus, sub, started = await subscribe_checked(info, principal, topics.project_traces(project_id), project_id,
+                                                Action.READ_TRACES)
     throttle = Throttle(ctx.settings.trace_feed_interval_seconds)
     return EventStream(bus, sub, _trace_events(ctx, sub, project_id, spec, throttle, started))
 
