@@ -13,7 +13,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, Money, created_at, enum_check, updated_at, uuid_pk
 from .enums import ExecutionEventType, ExecutionStatus, LogLevel, ValidationStatus
 
-
 #: The executions the per-project cap counts (see ``ix_executions_project_id_live``).
 LIVE_COUNTED = ("status IN ('PENDING', 'RUNNING') AND (experiment_run_id IS NULL OR environment IS NOT NULL)")
 
