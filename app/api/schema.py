@@ -28,6 +28,8 @@ from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
 from .executions.mutations import ExecutionMutation
 from .executions.subscriptions import ExecutionSubscription
+from .experiments.mutations import ExperimentMutation
+from .experiments.subscriptions import ExperimentSubscription
 from .identity.mutations import IdentityMutation
 from .identity.queries import IdentityQuery
 from .models.mutations import ModelMutation
@@ -43,8 +45,8 @@ if TYPE_CHECKING:
 
 Query = merge_types("Query", (NodeQuery, IdentityQuery, ProjectQuery, PromptQuery, DeploymentQuery, ModelQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, ProjectMutation, PromptMutation, DeploymentMutation,
-                                    ValidationMutation, ExecutionMutation, ModelMutation))
-Subscription = merge_types("Subscription", (ExecutionSubscription,))
+                                    ValidationMutation, ExecutionMutation, ExperimentMutation, ModelMutation))
+Subscription = merge_types("Subscription", (ExecutionSubscription, ExperimentSubscription))
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
