@@ -20,7 +20,10 @@ that finishes is announced on the experiment's topic (``app.events.topics.experi
 ``experimentProgress``.
 
 Locks are always taken in the order job -> execution -> run -> experiment (the order the queue's
-claim takes them), so the engine and a bulk cancel never wait on each other in a circle.
+claim takes them), so the engine and a bulk cancel never wait on each other in a circle. Runs and
+experiments are locked FOR NO KEY UPDATE: the KEY SHARE locks that inserting a score or an execution
+takes on the rows they reference do not conflict with it (with FOR UPDATE, two transactions that each
+inserted a score and then locked the experiment would deadlock upgrading their locks).
 
 Offline runs are queued in bulk (``queue_offline_runs``): runs, executions, their QUEUED events and
 logs, and their jobs, a few statements per 2,000 runs. Their QUEUED events are stored but not
@@ -103,13 +106,13 @@ async def _now(session: AsyncSession) -> datetime:
 
 async def _lock_run(session: AsyncSession, run_id: uuid.UUID) -> ExperimentRun | None:
     return (await session.execute(
-        select(ExperimentRun).where(ExperimentRun.id == run_id).with_for_update()
+        select(ExperimentRun).where(ExperimentRun.id == run_id).with_for_update(key_share=True)
         .execution_options(populate_existing=True))).scalar_one_or_none()
 
 
 async def lock_experiment(session: AsyncSession, experiment_id: uuid.UUID) -> Experiment | None:
     return (await session.execute(
-        select(Experiment).where(Experiment.id == experiment_id).with_for_update()
+        select(Experiment).where(Experiment.id == experiment_id).with_for_update(key_share=True)
         .execution_options(populate_existing=True))).scalar_one_or_none()
 
 

@@ -21,7 +21,8 @@ Creating (every problem with the input is reported at once where it can be):
   live test without evaluators).
 
 Starting an offline experiment renders every variant for every dataset item in the sandbox (in
-batches; a variable missing for an item is INVALID, nothing is queued) and queues every variant x
+batches; a variable missing for an item is INVALID, nothing is queued; variables of an item that a variant does
+not use are ignored: one dataset serves variants whose templates differ) and queues every variant x
 item x repetition as a run and its execution, at ``PROMPTSTUDIO_EXPERIMENT_PRIORITY`` (LOW by
 default: production traffic first), at most ``PROMPTSTUDIO_EXPERIMENT_MAX_RUNS`` runs
 (``experiment_runs.queue_offline_runs``). Starting a live A/B test remembers the prompt's split in
@@ -325,15 +326,12 @@ async def _render_variant(settings: Settings, experiment: Experiment, variant: E
         return [], 0
     elapsed_ms = (time.monotonic() - started) * 1000
     rendered: list[dict] = []
-    declared = [v.name for v in content.variables] if content.variables else None
     for batch, results in zip(batches, outcomes, strict=True):
         for item, outcome in zip(batch, results, strict=True):
             where = f"dataset item {item.position}, variant {variant.name!r} (version {version.number} of " \
                     f"{prompt.name!r})"
             problems = [f'variable "{n}" is required but the item does not give it'
                         for n in outcome.missing_variables]
-            problems += [f'variable "{n}" is not a variable of the version (its variables are: '
-                         f"{', '.join(declared) if declared else '(none)'})" for n in outcome.unknown_variables]
             problems += [m.rstrip(".") for m in outcome.errors]
             if problems:
                 errors.extend(invalid(f"{where}: {p}.", ["input", "id"]) for p in problems)
@@ -543,8 +541,8 @@ async def score_run(tx: Tx, *, run_id: uuid.UUID | None, name: str, value: float
     session, note = tx.session, tx.note
     field = ["input", "runId"]
     note.about(ExperimentRun, run_id)
-    run = (await session.execute(select(ExperimentRun).where(ExperimentRun.id == run_id).with_for_update())
-           ).scalar_one_or_none() if run_id is not None else None
+    run = (await session.execute(select(ExperimentRun).where(ExperimentRun.id == run_id)
+                                 .with_for_update(key_share=True))).scalar_one_or_none() if run_id is not None else None
     experiment = await session.get(Experiment, run.experiment_id) if run is not None else None
     if run is None or experiment is None:
         raise not_found("No experiment run with this ID.", field)

@@ -11,7 +11,6 @@ from app.db import models
 from app.services.experiment_stats import ExperimentStatsData, experiment_stats
 
 from ..core.child_pages import ChildPageLoader
-from ..core.context import Context
 from ..core.loaders import BaseLoader, ByKeyLoader, ManyByKeyLoader
 
 
@@ -113,12 +112,11 @@ class EvaluatorsByExperiment(BaseLoader):
 
 class StatsLoader(BaseLoader):
     """The statistics of each experiment (``app.services.experiment_stats``): a few statements for all the
-    experiments of a request. Key: the experiment's row."""
+    experiments of a request. Key: the experiment's id."""
 
-    def __init__(self, ctx: Context):
-        super().__init__(ctx, cache_key_fn=lambda row: row.id)
-
-    async def batch_load_fn(self, keys: Sequence[models.Experiment]) -> list[ExperimentStatsData]:
+    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[ExperimentStatsData | None]:
         async with self.ctx.db() as session:
-            data = await experiment_stats(session, list(keys), self.ctx.settings.experiment_p_adjust)
-        return [data[k.id] for k in keys]
+            rows = list((await session.execute(
+                select(models.Experiment).where(models.Experiment.id.in_(list(set(keys)))))).scalars())
+            data = await experiment_stats(session, rows, self.ctx.settings.experiment_p_adjust)
+        return [data.get(k) for k in keys]

@@ -257,8 +257,8 @@ class Experiment(Node):
                                   "significance (adjusted p < 0.05), the largest improvement if several do; null "
                                   "otherwise — never a winner from noise.")
     async def winner(self, info: Info) -> ExperimentVariant | None:
-        data = await info.context.loader(StatsLoader).load(self.row)
-        if data.winner_id is None:
+        data = await info.context.loader(StatsLoader).load(self.row.id)
+        if data is None or data.winner_id is None:
             return None
         rows = await info.context.loader(VariantsByExperiment).load(self.row.id)
         return next((ExperimentVariant.from_row(r) for r in rows if r.id == data.winner_id), None)
@@ -303,9 +303,9 @@ class ExperimentVariant(Node):
 
     @strawberry.field
     async def stats(self, info: Info) -> VariantStats:
-        experiment = await info.context.by_id(models.Experiment).load(self.row.experiment_id)
-        data = await info.context.loader(StatsLoader).load(experiment)
-        return VariantStats.from_data(data.variants.get(self.row.id) or VariantStatsData(variant_id=self.row.id))
+        data = await info.context.loader(StatsLoader).load(self.row.experiment_id)
+        found = data.variants.get(self.row.id) if data is not None else None
+        return VariantStats.from_data(found or VariantStatsData(variant_id=self.row.id))
 
 
 @strawberry.type
