@@ -8,8 +8,9 @@ points at it; the run follows it in the transactions that move the execution, wh
     claimed by a worker         run RUNNING                  (execution_started)
     requeued (worker died)      run PENDING again            (execution_requeued)
     COMPLETED                   run RUNNING, and a scoring job is queued (kind ``experiment_score``,
-                                handler ``app.engine.scoring``) — or COMPLETED at once when the
-                                experiment has no evaluators                          (execution_ended)
+                                handler ``app.engine.scoring``; at its execution's priority and place
+                                in the queue) — or COMPLETED at once when the experiment has no
+                                evaluators                                            (execution_ended)
     FAILED / CANCELLED          run FAILED / CANCELLED                               (execution_ended)
     scored                      run COMPLETED with its scores                         (record_scores)
 
@@ -37,7 +38,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -215,8 +216,12 @@ async def execution_ended(session: AsyncSession, execution: Execution, settings:
         return
     if run.status != RUNNING:
         await move(session, run, RUNNING)
-    await jobs.enqueue(session, SCORE_JOB_KIND, run.id, project_id=execution.project_id,
-                       priority=experiment_priority(settings), max_attempts=settings.max_attempts)
+    job = await jobs.enqueue(session, SCORE_JOB_KIND, run.id, project_id=execution.project_id,
+                             priority=execution.priority, max_attempts=settings.max_attempts)
+    # The scoring job takes its execution's place in the queue (a millisecond ahead of it, so ahead of the
+    # executions queued with it): an experiment's runs are scored as they go, not after all of them ran.
+    job.created_at = execution.created_at - timedelta(milliseconds=1)
+    await session.flush()
 
 
 # ------------------------------------------------------------------ scores
