@@ -8,9 +8,9 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from app.rules import evaluators as ev
+from tests.helpers import create_project
 
 from .util import ERR, add_items, create_dataset, create_evaluator, db_fetch, raw_uuid, signup
-from tests.helpers import create_project
 
 ITEMS = """query($id: ID!, $first: Int, $after: String) { node(id: $id) { ... on Dataset { name itemCount
   items(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor }
