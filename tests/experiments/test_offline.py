@@ -5,6 +5,8 @@ The echo provider's output is the rendered prompt, so what each variant scores i
 template that shows the expected answer for 90 % of the items against one that shows it for 50 %."""
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from rapidfuzz.distance import Levenshtein
@@ -215,3 +217,36 @@ async def test_progress_subscription_needs_read_access(gql, live):
         payloads = await ws.collect("subscription($id: ID!) { experimentProgress(id: $id) { finishedRuns } }",
                                     {"id": s["experiment"]["id"]})
     assert len(payloads) == 1 and [x["extensions"]["code"] for x in payloads[0]["errors"]] == ["NOT_FOUND"]
+
+
+async def test_cancel_stops_running_executions_too(gql, make_app, db_url):
+    token, _ = await signup(gql, "fin")
+    project = await create_project(gql, token, "fin-proj")
+    _, version = await create_prompt(gql, token, project, "slow", template="slow answer {{q}}")
+    dataset = await create_dataset(gql, token, project)
+    await add_items(gql, token, dataset, [{"variables": {"q": str(i)}} for i in range(6)])
+    evaluator = (await create_evaluator(gql, token, project, "json", "JSON_VALID", {}))["evaluator"]["id"]
+    e = (await create_experiment(gql, token, project, name="slow", type="EVALUATION", datasetId=dataset,
+                                 evaluatorIds=[evaluator], variants=[{"name": "v", "versionId": version,
+                                 "modelSettings": {"extra": {"chunkSize": 1, "chunkDelayMs": 300}}}]))["experiment"]
+    assert (await start(gql, token, e["id"]))["userErrors"] == []
+    async with make_app(workers=2):
+        for _ in range(200):
+            if (await get_experiment(gql, token, e["id"]))["progress"]["running"] == 2:
+                break
+            await asyncio.sleep(0.05)
+        cancelled = await start(gql, token, e["id"], "cancelExperiment")
+        assert cancelled["userErrors"] == [] and cancelled["experiment"]["status"] == "CANCELLED"
+        assert cancelled["experiment"]["progress"]["running"] == 2  # told to stop; their workers end them
+        for _ in range(200):
+            got = await get_experiment(gql, token, e["id"])
+            if got["progress"]["running"] == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert got["status"] == "CANCELLED"
+    assert got["progress"] == {"total": 6, "pending": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 6,
+                               "percent": 100.0}
+    rows = await db_fetch(db_url, "SELECT e.status, count(*) AS n FROM executions e JOIN experiment_runs r ON "
+                                  "r.id = e.experiment_run_id GROUP BY e.status")
+    assert [(r["status"], r["n"]) for r in rows] == [("CANCELLED", 6)]
+    assert await db_fetch(db_url, "SELECT 1 FROM jobs") == []
