@@ -2,7 +2,8 @@
 
 The run's output is scored by every evaluator of its experiment, side by side: the evaluators that
 are rules (EXACT_MATCH, CONTAINS, REGEX, JSON_VALID, JSON_SCHEMA, JMESPATH, LEVENSHTEIN, LATENCY, COST)
-in one sandbox task — their patterns, schemas and expressions are written by users — and each
+in one sandbox task — their patterns, schemas and expressions are written by users; when that task runs
+out of time or memory, each is applied on its own, so only the runaway one goes without a score — and each
 LLM_JUDGE as a model call through the providers (the project's credential, retries as executions
 have them). The judge answers JSON (``app.rules.evaluators.parse_judge_reply``); its call is a span
 (LLM) of the run's execution's trace, written by ``write_spans`` with its usage, so its tokens and cost
@@ -258,7 +259,10 @@ class ScoringRun:
         try:
             return await sandbox.evaluate(self.settings, specs, inp)
         except sandbox.SandboxError as exc:
-            return [ScoreData(e.name, None, error=f"could not be applied: {exc.message}") for e in rules]
+            if len(specs) == 1:
+                return [ScoreData(specs[0].name, None, error=f"could not be applied: {exc.message}")]
+        # One of them ran away (time, memory): each on its own, so that only that one goes without a score.
+        return [r for one in await asyncio.gather(*(self._rules([e], inp) for e in rules)) for r in one]
 
     async def _judge(self, evaluator: Evaluator) -> Judged:
         """One LLM judge's grade of the run's output, and the span of its call."""

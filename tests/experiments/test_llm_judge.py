@@ -90,3 +90,32 @@ async def test_llm_judge_scores_through_the_provider_and_records_its_usage(gql, 
     scores = await db_fetch(db_url, "SELECT cost_usd FROM experiment_scores WHERE name = 'polite'")
     assert [s["cost_usd"] for s in scores] == [Decimal("0.000153")] * 2
     assert got["progress"]["completed"] == 2
+
+
+JMESPATH_BOMB = "[@,@]" + "|[@,@]" * 23 + "|length(to_string(@))"
+
+
+async def test_a_runaway_evaluator_loses_only_its_own_score(gql, make_app):
+    token, _ = await signup(gql, "rex")
+    project = await create_project(gql, token, "rex-proj")
+    _, version = await create_prompt(gql, token, project, "p", template='{"a": {{n}}}')
+    dataset = await create_dataset(gql, token, project)
+    await add_items(gql, token, dataset, [{"variables": {"n": "1"}}])
+    json_valid = (await create_evaluator(gql, token, project, "json", "JSON_VALID", {}))["evaluator"]["id"]
+    bomb = await create_evaluator(gql, token, project, "bomb", "JMESPATH", {"expression": JMESPATH_BOMB})
+    assert bomb["userErrors"] == []  # it compiles: only running it is expensive
+    e = (await create_experiment(gql, token, project, name="bombed", type="EVALUATION", datasetId=dataset,
+                                 evaluatorIds=[json_valid, bomb["evaluator"]["id"]],
+                                 variants=[{"name": "v", "versionId": version}]))["experiment"]
+    assert (await start(gql, token, e["id"]))["userErrors"] == []
+    async with make_app(workers=1):
+        deadline = time.monotonic() + 60
+        while (got := await get_experiment(gql, token, e["id"]))["status"] != "COMPLETED":
+            assert time.monotonic() < deadline, got["progress"]
+            await asyncio.sleep(0.2)
+    body = await gql("""query($id: ID!) { node(id: $id) { ... on Experiment { runs { nodes { status output
+        scores { name value passed } scoringErrors } } } } }""", {"id": e["id"]}, token=token)
+    (run,) = body["data"]["node"]["runs"]["nodes"]
+    assert run["status"] == "COMPLETED" and run["output"] == '{"a": 1}'
+    assert run["scores"] == [{"name": "json", "value": 1.0, "passed": True}]
+    assert run["scoringErrors"] == ["bomb: could not be applied: the evaluators took longer than 2 s"]
