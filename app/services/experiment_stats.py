@@ -40,6 +40,7 @@ otherwise none.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import uuid
@@ -253,37 +254,49 @@ def _money(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value).quantize(_MONEY, rounding=ROUND_HALF_UP)
 
 
-async def experiment_stats(session: AsyncSession, experiments: Sequence[Experiment],
-                           p_adjust: str = "holm") -> dict[uuid.UUID, ExperimentStatsData]:
-    """The statistics of each experiment (see the module docstring): four statements in all."""
+async def experiment_stats(session: AsyncSession, experiments: Sequence[Experiment], p_adjust: str = "holm", *,
+                           other: AsyncSession | None = None) -> dict[uuid.UUID, ExperimentStatsData]:
+    """The statistics of each experiment (see the module docstring): four statements in all. With ``other`` (a
+    second session), the runs' figures are read on it while the scores are read on ``session``."""
     ids = list({e.id for e in experiments})
     if not ids:
         return {}
     by_id = {e.id: e for e in experiments}
-    variants = (await session.execute(
-        select(ExperimentVariant).where(ExperimentVariant.experiment_id.in_(ids))
-        .order_by(ExperimentVariant.experiment_id, ExperimentVariant.position))).scalars().all()
-    shapes: dict[uuid.UUID, dict[str, ScoreShape]] = {i: {} for i in ids}
-    for experiment_id, name, type_, config in (await session.execute(
-            select(ExperimentEvaluator.experiment_id, Evaluator.name, Evaluator.type, Evaluator.config)
-            .join(Evaluator, Evaluator.id == ExperimentEvaluator.evaluator_id)
-            .where(ExperimentEvaluator.experiment_id.in_(ids)))).all():
-        shapes[experiment_id][name] = score_shape(type_, config)
     r = ExperimentRun
     done = r.status == ExecutionStatus.COMPLETED.value
-    figures = (await session.execute(
+    figures_stmt = (
         select(r.experiment_id, r.variant_id, func.count(), func.count().filter(done),
                func.count().filter(r.status == ExecutionStatus.FAILED.value),
                func.count().filter(r.status == ExecutionStatus.CANCELLED.value),
                cast(func.avg(r.latency_ms).filter(done), Float),
                func.percentile_cont(0.95).within_group(r.latency_ms).filter(done),
                func.avg(r.cost_usd), func.coalesce(func.sum(r.cost_usd), 0))
-        .where(r.experiment_id.in_(ids)).group_by(r.experiment_id, r.variant_id))).all()
-    s = ExperimentScore
-    arrays = (await session.execute(
-        select(s.experiment_id, s.variant_id, s.name, func.array_agg(s.value), func.array_agg(s.pair_key),
-               func.count().filter(s.passed.is_(True)), func.count(s.passed))
-        .where(s.experiment_id.in_(ids)).group_by(s.experiment_id, s.variant_id, s.name))).all()
+        .where(r.experiment_id.in_(ids)).group_by(r.experiment_id, r.variant_id))
+
+    async def read_figures(on: AsyncSession) -> Sequence[Any]:
+        return (await on.execute(figures_stmt)).all()
+
+    pending = asyncio.ensure_future(read_figures(other)) if other is not None else None
+    try:
+        variants = (await session.execute(
+            select(ExperimentVariant).where(ExperimentVariant.experiment_id.in_(ids))
+            .order_by(ExperimentVariant.experiment_id, ExperimentVariant.position))).scalars().all()
+        shapes: dict[uuid.UUID, dict[str, ScoreShape]] = {i: {} for i in ids}
+        for experiment_id, name, type_, config in (await session.execute(
+                select(ExperimentEvaluator.experiment_id, Evaluator.name, Evaluator.type, Evaluator.config)
+                .join(Evaluator, Evaluator.id == ExperimentEvaluator.evaluator_id)
+                .where(ExperimentEvaluator.experiment_id.in_(ids)))).all():
+            shapes[experiment_id][name] = score_shape(type_, config)
+        s = ExperimentScore
+        arrays = (await session.execute(
+            select(s.experiment_id, s.variant_id, s.name, func.array_agg(s.value), func.array_agg(s.pair_key),
+                   func.count().filter(s.passed.is_(True)), func.count(s.passed))
+            .where(s.experiment_id.in_(ids)).group_by(s.experiment_id, s.variant_id, s.name))).all()
+        figures = await pending if pending is not None else await read_figures(session)
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
     out = {i: ExperimentStatsData(i, {}) for i in ids}
     for v in variants:

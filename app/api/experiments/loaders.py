@@ -115,8 +115,9 @@ class StatsLoader(BaseLoader):
     experiments of a request. Key: the experiment's id."""
 
     async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[ExperimentStatsData | None]:
-        async with self.ctx.db() as session:
+        async with self.ctx.db() as session, self.ctx.db() as other:
             rows = list((await session.execute(
                 select(models.Experiment).where(models.Experiment.id.in_(list(set(keys)))))).scalars())
-            data = await experiment_stats(session, rows, self.ctx.settings.experiment_p_adjust)
+            # the runs' figures and the scores are read side by side, on two connections
+            data = await experiment_stats(session, rows, self.ctx.settings.experiment_p_adjust, other=other)
         return [data.get(k) for k in keys]
