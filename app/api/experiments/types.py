@@ -11,7 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.db import models
-from app.db.models.enums import EvaluatorType, ExperimentStatus, ExperimentType
+from app.db.models.enums import EvaluatorType, ExperimentStatus, ExperimentType, ScoreSource
 from app.services.experiment_stats import ScoreStatsData, VariantStatsData
 
 from ..core.child_pages import child_connection
@@ -65,6 +65,11 @@ graphql_enum(ExperimentType, values={
     "EVALUATION": "One or more variants scored on a dataset.",
 })
 graphql_enum(ExperimentStatus)
+graphql_enum(ScoreSource, values={
+    "EVALUATOR": "One of the experiment's evaluators.",
+    "HUMAN": "A person (scoreRun).",
+    "FEEDBACK": "The mean of the submitFeedback ratings of a live run's execution (1 to 5).",
+})
 
 
 @node(models.Dataset)
@@ -314,7 +319,7 @@ class Score:
     value: float
     passed: bool | None
     explanation: str | None
-    source: str = strawberry.field(description="EVALUATOR, HUMAN (scoreRun) or FEEDBACK (ratings of a live run).")
+    source: ScoreSource = strawberry.field(description="Who gave the score.")
 
 
 @node(models.ExperimentRun)
@@ -353,7 +358,8 @@ class ExperimentRun(Node):
     @strawberry.field
     async def scores(self, info: Info) -> list[Score]:
         rows = await info.context.loader(ScoresByRun).load(self.row.id)
-        return [Score(name=s.name, value=s.value, passed=s.passed, explanation=s.explanation, source=s.source)
+        return [Score(name=s.name, value=s.value, passed=s.passed, explanation=s.explanation,
+                      source=ScoreSource(s.source))
                 for s in rows]
 
     @strawberry.field(description="Evaluators that could not score the output, and why.")
