@@ -250,3 +250,33 @@ async def test_cancel_stops_running_executions_too(gql, make_app, db_url):
                                   "r.id = e.experiment_run_id GROUP BY e.status")
     assert [(r["status"], r["n"]) for r in rows] == [("CANCELLED", 6)]
     assert await db_fetch(db_url, "SELECT 1 FROM jobs") == []
+
+
+async def test_several_variants_are_adjusted_for_multiple_comparisons(gql, make_app):
+    token, _ = await signup(gql, "gil")
+    project = await create_project(gql, token, "gil-proj")
+    versions = [(await create_prompt(gql, token, project, name, template=template))[1]
+                for name, template in (("control", "A: {{y}}"), ("better", "A: {{x}}"), ("same", "B: {{y}}"))]
+    dataset = await create_dataset(gql, token, project)
+    await add_items(gql, token, dataset, [{"variables": _answers(i), "expectedOutput": f"answer-{i}"}
+                                          for i in range(N)])
+    correct = (await create_evaluator(gql, token, project, "correct", "CONTAINS", {}))["evaluator"]["id"]
+    p = await create_experiment(gql, token, project, name="three", type="MULTI_VARIANT", datasetId=dataset,
+                                evaluatorIds=[correct], variants=[
+                                    {"name": n, "versionId": v, "isControl": n == "control", "modelSettings": FAST}
+                                    for n, v in zip(("control", "better", "same"), versions, strict=True)])
+    assert p["userErrors"] == []
+    assert (await start(gql, token, p["experiment"]["id"]))["userErrors"] == []
+    async with make_app(workers=4):
+        done = await wait_status(gql, token, p["experiment"]["id"])
+    better, same = _stats(done, "better", "correct"), _stats(done, "same", "correct")
+    x = np.array([1.0 if i % 10 < 9 else 0.0 for i in range(N)])
+    y = np.array([1.0 if i % 2 == 0 else 0.0 for i in range(N)])
+    raw = [sps.binomtest(int(((x == 1) & (y == 0)).sum()), int((x != y).sum()), 0.5).pvalue, 1.0]
+    assert [better["pValueVsControl"], same["pValueVsControl"]] == [pytest.approx(raw[0]), 1.0]
+    holm = sorted(raw)
+    expected = [min(1.0, 2 * holm[0]), min(1.0, max(2 * holm[0], holm[1]))]  # Holm: 2 comparisons
+    assert [better["adjustedPValue"], same["adjustedPValue"]] == [pytest.approx(expected[0]), expected[1]]
+    assert "Holm-adjusted for 2 comparisons" in better["method"]
+    assert better["significant"] is True and same["significant"] is False
+    assert done["winner"]["name"] == "better"
