@@ -127,6 +127,21 @@ class Settings:
     max_body_bytes: int = 1_000_000
     #: Deepest nesting of arrays and objects in a JSON request body or WebSocket message.
     max_json_depth: int = 64
+    #: Field selections in one document, fragments counted where they are spread; checked before
+    #: validation (whose cost grows faster than the document).
+    max_selections: int = 300
+    #: Times one field may be selected at the same place of a document (fragments included): each
+    #: pair is compared by validation, so many copies of one field are slow to validate.
+    max_repeated_selections: int = 30
+    #: The most an operation may cost (app/api/core/cost.py: 1 per field, times the items of the lists
+    #: it is inside, plus the weights of expensive fields).
+    max_query_cost: int = 25_000
+    #: Per caller (user, API key, or client IP when anonymous): a token bucket of this many cost
+    #: points, refilled at this rate; operations costing at least the threshold spend their cost, and
+    #: the few metered fields (logIn, signUp, render, diff) always do.
+    rate_limit_capacity: int = 50_000
+    rate_limit_refill_per_second: float = 500.0
+    rate_limit_threshold: int = 1_000
     introspection: bool = True
     graphiql: bool = True
     #: Serve the live console at /console.
@@ -214,6 +229,12 @@ class Settings:
             max_tokens=_int("PROMPTSTUDIO_MAX_TOKENS", 5000, minimum=10),
             max_body_bytes=_int("PROMPTSTUDIO_MAX_BODY_BYTES", 1_000_000, minimum=1024),
             max_json_depth=_int("PROMPTSTUDIO_MAX_JSON_DEPTH", 64, minimum=4, maximum=1000),
+            max_selections=_int("PROMPTSTUDIO_MAX_SELECTIONS", 300, minimum=1),
+            max_repeated_selections=_int("PROMPTSTUDIO_MAX_REPEATED_SELECTIONS", 30, minimum=1),
+            max_query_cost=_int("PROMPTSTUDIO_MAX_QUERY_COST", 25_000, minimum=1),
+            rate_limit_capacity=_int("PROMPTSTUDIO_RATE_LIMIT_CAPACITY", 50_000, minimum=1),
+            rate_limit_refill_per_second=_float("PROMPTSTUDIO_RATE_LIMIT_REFILL_PER_SECOND", 500.0, minimum=0.001),
+            rate_limit_threshold=_int("PROMPTSTUDIO_RATE_LIMIT_THRESHOLD", 1_000, minimum=0),
             introspection=_bool("PROMPTSTUDIO_INTROSPECTION", True),
             graphiql=_bool("PROMPTSTUDIO_GRAPHIQL", True),
             console=_bool("PROMPTSTUDIO_CONSOLE", True),

@@ -115,11 +115,17 @@ async def db_url(pg_server, template_db) -> str:
         await conn.close()
 
 
+#: Every test request comes from 127.0.0.1, and tests sign up, log in and render far more often than
+#: people do: the rate limit's bucket is made large enough for that (it still applies; the tests of
+#: the limits set their own figures: tests/hardening/test_limits.py).
+TEST_RATE_LIMIT = {"rate_limit_capacity": 100_000_000}
+
+
 @pytest.fixture
 def settings() -> Settings:
     """Test settings: in-process workers off unless a test asks for them (see ``make_app``)."""
     return Settings(workers=0, data_dir=ROOT / ".test-pgdata", heartbeat_seconds=1.0, lease_seconds=5,
-                    poll_seconds=1.0, last_used_resolution_seconds=0)
+                    poll_seconds=1.0, last_used_resolution_seconds=0, **TEST_RATE_LIMIT)
 
 
 @asynccontextmanager
@@ -143,7 +149,7 @@ def make_app(db_url):
 
     def factory(**overrides):
         base = Settings(workers=0, data_dir=ROOT / ".test-pgdata", heartbeat_seconds=1.0, lease_seconds=5,
-                        poll_seconds=1.0, last_used_resolution_seconds=0)
+                        poll_seconds=1.0, last_used_resolution_seconds=0, **TEST_RATE_LIMIT)
         return running_app(base.replace(**overrides), db_url)
 
     return factory

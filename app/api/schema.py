@@ -10,17 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ValidationCache,
-    max_aliases,
-    query_depth_limiter,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, max_aliases, query_depth_limiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from .core.extensions import CachedParser, MaskInternalErrors, RefuseBadCredentials, Schema
+from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
+from .core.limits import DocumentCache, DocumentLimits, LimitQueryCost
+from .core.rate_limit import RateLimiter
 from .core.relay import NodeQuery, node_types
 from .core.scalars import SCALAR_OVERRIDES
 from .core.text import RefuseUnstorableLiterals, RefuseUnstorableVariables
@@ -53,8 +49,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     from app.settings import Settings
 
     settings = settings or Settings()
-    # Rule classes built once, so the validation cache (keyed on the document and the rules)
-    # hits for repeated queries; extension instances are made per request (they hold state).
+    # Extension instances are made per request (they hold state); what they share is made here, once
+    # per schema (i.e. per server process): the rules, the cache of checked documents, the buckets.
     rules: list[Any] = [
         query_depth_limiter.create_validator(settings.max_query_depth, None, None),
         max_aliases.create_validator(settings.max_aliases),
@@ -62,13 +58,17 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+    documents = DocumentCache()
+    limiter = RateLimiter(settings.rate_limit_capacity, settings.rate_limit_refill_per_second)
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: CachedParser(maxsize=512),
         lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=512),
+        lambda: DocumentLimits(cache=documents, max_selections=settings.max_selections,
+                               max_repeated=settings.max_repeated_selections),
         RefuseBadCredentials,
         RefuseUnstorableVariables,
+        lambda: LimitQueryCost(max_cost=settings.max_query_cost, threshold=settings.rate_limit_threshold,
+                               limiter=limiter),
         MaskInternalErrors,
     ]
     return Schema(

@@ -13,9 +13,13 @@ method) are answered 4xx with a GraphQL-shaped JSON body, ``{"errors": [{"messag
 {"code"}}]}``, never plain text. While the database cannot be reached the answer is a 503 with
 ``Retry-After`` and a SERVICE_UNAVAILABLE error; a query (never a mutation) whose connection was
 lost under it is run once more first.
+
+An operation refused as a whole by the rate limit (RATE_LIMITED, see ``core/limits.py``) is a 429 with
+``Retry-After`` (seconds), as well as the GraphQL error with ``extensions.retryAfter``.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -180,18 +184,27 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "Subscriptions are served over WebSocket at /graphql (protocols "
                                      "graphql-transport-ws and graphql-ws), or over HTTP with "
                                      "Accept: text/event-stream or multipart/mixed.")
-        result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
-                                              request_data)
-        if context.database_error == "lost" and context.operation_type == OperationType.QUERY.value:
-            # A read whose connection died under it (the pool has replaced its connections): once more.
-            log.warning("query %s lost its database connection; running it once more", context.request_id)
-            context.database_error = None
-            context.refresh_loaders()
+        try:
             result = await super().execute_single(request, request_adapter, sub_response, context, root_value,
                                                   request_data)
+            if context.database_error == "lost" and context.operation_type == OperationType.QUERY.value:
+                # A read whose connection died under it (the pool has replaced its connections): once more.
+                log.warning("query %s lost its database connection; running it once more", context.request_id)
+                context.database_error = None
+                context.refresh_loaders()
+                result = await super().execute_single(request, request_adapter, sub_response, context,
+                                                      root_value, request_data)
+        except asyncio.CancelledError:
+            # The client went away (app/http/disconnect.py): stop the reads under way for it too.
+            context.cancel_batches()
+            raise
         if context.database_error:
             sub_response.status_code = 503
             sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        retry_after = _rate_limited(result)
+        if retry_after is not None:
+            sub_response.status_code = 429
+            sub_response.headers["Retry-After"] = str(retry_after)
         return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -257,6 +270,16 @@ def _is_request_error(result: ExecutionResult) -> bool:
     if not errors:
         return False
     return getattr(result, "data", None) is None and all(not e.path for e in errors)
+
+
+def _rate_limited(result: ExecutionResult) -> int | None:
+    """Seconds to wait when the whole operation was refused by the rate limit; None otherwise."""
+    if not _is_request_error(result):
+        return None
+    extensions = [e.extensions or {} for e in result.errors or []]
+    if not all(x.get("code") == "RATE_LIMITED" for x in extensions):
+        return None
+    return max(int(x.get("retryAfter") or 1) for x in extensions)
 
 
 def _wants_graphql_response_json(request: Request) -> bool:

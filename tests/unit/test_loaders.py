@@ -8,9 +8,16 @@ import pytest
 from app.api.core.loaders import BaseLoader
 
 
+class _Context:
+    """What a loader needs of a request's context here: where its batches under way are kept."""
+
+    def __init__(self):
+        self.batches: set[asyncio.Task] = set()
+
+
 class Slow(BaseLoader):
     def __init__(self):
-        super().__init__(None)  # type: ignore[arg-type]  # no request context needed here
+        super().__init__(_Context())  # type: ignore[arg-type]
         self.batches: list[list[int]] = []
 
     async def batch_load_fn(self, keys):

@@ -5,6 +5,7 @@ Resolvers take ``info: Info`` (``strawberry.Info`` typed with this Context) and 
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -51,9 +52,16 @@ class Context:
     #: 503 with Retry-After.
     database_error: str | None = None
     loaders: Loaders = field(init=False)
+    #: Loader batches reading now (app/api/core/loaders.py).
+    batches: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self)
+
+    def cancel_batches(self) -> None:
+        """Cancel the loader batches still reading: the request they read for was cancelled."""
+        for task in list(self.batches):
+            task.cancel()
 
     def refresh_loaders(self) -> None:
         """Forget cached rows and roles (subscriptions: their context lives as long as the socket)."""

@@ -2,7 +2,9 @@
 
 Top-level errors carry ``extensions.code``: UNAUTHENTICATED (no valid credential), BAD_USER_INPUT
 (an argument outside a mutation input is wrong: a cursor, a limit), or a code of the field that
-raised it (``ClientError``). They are client mistakes: logged briefly at INFO, never masked.
+raised it (``ClientError``). The limits refuse a whole operation with QUERY_TOO_LARGE,
+QUERY_TOO_COSTLY or RATE_LIMITED, the figures in ``extensions``. They are client mistakes: logged
+briefly at INFO, never masked.
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ class ClientError(GraphQLError):
 
     code = "BAD_REQUEST"
 
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message, extensions={"code": code or self.code})
+    def __init__(self, message: str, code: str | None = None, **extensions: object):
+        super().__init__(message, extensions={"code": code or self.code, **extensions})
 
 
 class Unauthenticated(ClientError):
@@ -57,3 +59,34 @@ class BadRequest(ClientError):
     """A client error in arguments that are not part of a mutation input (e.g. a bad cursor)."""
 
     code = "BAD_USER_INPUT"
+
+
+class QueryTooLarge(ClientError):
+    """A document with more field selections (or copies of one field at one place) than allowed;
+    refused before validation."""
+
+    code = "QUERY_TOO_LARGE"
+
+
+class QueryTooCostly(ClientError):
+    """An operation whose computed cost is over the budget; refused before execution."""
+
+    code = "QUERY_TOO_COSTLY"
+
+    def __init__(self, cost: int, budget: int):
+        super().__init__(
+            f"This operation would cost {cost:,} points; at most {budget:,} are allowed per request. Ask for "
+            "smaller pages (`first`), fewer ids, or fewer expensive fields (render, diff), or split it into "
+            "several requests.", cost=cost, maxCost=budget)
+
+
+class RateLimited(ClientError):
+    """The caller spent its budget of expensive operations; ``retryAfter`` says when to try again."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, cost: int, retry_after: int):
+        super().__init__(
+            f"Too many expensive operations: this one costs {cost:,} points and your budget refills in "
+            f"{retry_after} second{'s' if retry_after != 1 else ''}. Try again then.",
+            cost=cost, retryAfter=retry_after)

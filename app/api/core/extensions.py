@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
-from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
@@ -170,7 +170,8 @@ class MaskInternalErrors(MaskErrors):
     def on_validate(self) -> Iterator[None]:
         yield
         for error in self.execution_context.pre_execution_errors or ():
-            set_code_if_missing(error, VALIDATION_FAILED)
+            # A document that did not parse is reported at validation by DocumentLimits (limits.py).
+            set_code_if_missing(error, PARSE_FAILED if isinstance(error, GraphQLSyntaxError) else VALIDATION_FAILED)
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context.context
@@ -184,21 +185,6 @@ class MaskInternalErrors(MaskErrors):
 
 def _unsettled(error: GraphQLError) -> bool:
     return error_code(error) is None
-
-
-class CachedParser(ParserCache):
-    """Strawberry's ParserCache, except that a document that does not parse is left to Strawberry's
-    own parse step, which reports the syntax error as the operation's result. (ParserCache raises it
-    from its hook, outside Strawberry's error handling: over HTTP the error then skips the
-    extensions' end of the operation, and over WebSocket the operation got no answer at all.)"""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        try:
-            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        except GraphQLError:
-            pass  # parsed again, and reported, by Strawberry
-        yield
 
 
 class RefuseBadCredentials(SchemaExtension):

@@ -8,6 +8,12 @@ concurrently; one AsyncSession must never be shared between them).
 Shared here: rows by id (``ByIdLoader``), rows grouped by a foreign key (``ManyByKeyLoader``),
 the caller's role per project (``RoleLoader``) and rows the caller may see (``Visible``). The
 decisions are ``app.services.access``'s; these loaders only batch the reads they need.
+
+Cancellation: a value may be awaited by several resolvers, of one operation or (on a WebSocket,
+whose context outlives its operations) of several, so a resolver that is cancelled stops waiting
+without cancelling the value others wait for (``load`` hands out shielded futures). A batch still
+reading when its whole request is cancelled (an HTTP client went away) is cancelled with it
+(``Context.cancel_batches``, called by the view).
 """
 from __future__ import annotations
 
@@ -35,6 +41,18 @@ class BaseLoader(DataLoader):
     def __init__(self, ctx: Context, **kwargs: Any):
         super().__init__(**kwargs)
         self.ctx = ctx
+        batch = self.batch_load_fn
+
+        async def tracked(keys: list[Any]) -> Any:
+            task = asyncio.current_task()
+            if task is not None:
+                ctx.batches.add(task)
+            try:
+                return await batch(keys)
+            finally:
+                ctx.batches.discard(task)
+
+        self.batch_load_fn = tracked
 
     def load(self, key: Any) -> asyncio.Future[Any]:
         """The value for ``key`` (batched with the other keys of this tick), shielded: the loader hands
