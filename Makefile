@@ -15,6 +15,7 @@ STAMP := $(VENV)/.installed
 CONTRACT_SECTIONS :=
 CONTRACT_SECTIONS += observability
 CONTRACT_SECTIONS += semantic-search
+CONTRACT_SECTIONS += experiments
 
 .DEFAULT_GOAL := help
 .PHONY: help install serve test lint schema contract audit bench web clean distclean

@@ -1,5 +1,5 @@
 """The ``promptstudio`` command (also ``python -m app``): serve, worker, migrate, export-schema, create-user,
-demo, reindex.
+demo, reindex, dataset import.
 
 Settings come from the environment (``app.settings.Settings.from_env``); the README lists every
 variable. With no ``DATABASE_URL`` the commands that need a database start the embedded PostgreSQL
@@ -486,6 +486,234 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+# ---------------------------------------------------------------------- dataset import
+
+#: Items per addDatasetItems call at most (the server takes up to 10,000) and request bytes at most (the server's
+#: default body limit is 1,000,000).
+IMPORT_BATCH_ITEMS = 5000
+IMPORT_BATCH_BYTES = 800_000
+_ADD_ITEMS = """mutation($i: AddDatasetItemsInput!) { addDatasetItems(input: $i) {
+  items { id } userErrors { code message field } } }"""
+_FIND_DATASET = """query($slug: String!, $after: String) { project(slug: $slug) { id
+  datasets(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { id name itemCount } } } }"""
+_CREATE_DATASET = """mutation($i: CreateDatasetInput!) { createDataset(input: $i) {
+  dataset { id name itemCount } userErrors { code message field } } }"""
+_DATASET = "query($id: ID!) { node(id: $id) { ... on Dataset { id name itemCount } } }"
+
+
+def read_items(path: Path) -> list[dict]:
+    """The items of a .jsonl file (one {"variables", "expectedOutput"?, "metadata"?} per line) or of a .csv file
+    (a header row; ``expected_output``/``expectedOutput`` is the expected output, ``metadata.<key>`` columns the
+    metadata, every other column a variable). Every line is checked before anything is sent."""
+    import csv
+    import json
+
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv"):
+        raise CLIError(f"{path}: expected a .jsonl or .csv file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    items: list[dict] = []
+    problems: list[str] = []
+    if suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {number}: not JSON ({exc.msg} at column {exc.colno})")
+                continue
+            if not isinstance(data, dict) or not isinstance(data.get("variables"), dict):
+                problems.append(f'line {number}: expected an object with "variables" (an object), e.g. '
+                                '{"variables": {"question": "2 + 2?"}, "expectedOutput": "4"}')
+                continue
+            unknown = set(data) - {"variables", "expectedOutput", "metadata"}
+            if unknown:
+                problems.append(f"line {number}: unknown keys {', '.join(sorted(unknown))} (the keys are variables, "
+                                "expectedOutput, metadata)")
+                continue
+            expected = data.get("expectedOutput")
+            if expected is not None and not isinstance(expected, str):
+                problems.append(f"line {number}: expectedOutput must be a string")
+                continue
+            items.append({k: data[k] for k in ("variables", "expectedOutput", "metadata") if data.get(k) is not None})
+    else:
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames:
+            raise CLIError(f"{path}: no header row")
+        for number, row in enumerate(reader, 2):
+            if None in row:
+                problems.append(f"line {number}: more values than columns")
+                continue
+            variables, metadata, expected = {}, {}, None
+            for column, value in row.items():
+                if column in ("expected_output", "expectedOutput"):
+                    expected = value if value != "" else None
+                elif column.startswith("metadata."):
+                    metadata[column.removeprefix("metadata.")] = value
+                else:
+                    variables[column] = value
+            item: dict = {"variables": variables}
+            if expected is not None:
+                item["expectedOutput"] = expected
+            if metadata:
+                item["metadata"] = metadata
+            items.append(item)
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise CLIError(f"{path}: nothing was imported; fix these lines first:\n  {shown}{more}")
+    if not items:
+        raise CLIError(f"{path}: no items in the file")
+    return items
+
+
+def batches(items: list[dict], max_items: int = IMPORT_BATCH_ITEMS, max_bytes: int = IMPORT_BATCH_BYTES
+            ) -> Iterator[list[dict]]:
+    """Consecutive runs of ``items`` that each fit in one request."""
+    import json
+
+    batch: list[dict] = []
+    size = 0
+    for item in items:
+        n = len(json.dumps(item, ensure_ascii=False).encode()) + 1
+        if n > max_bytes:
+            raise CLIError(f"one item is {n:,} bytes, more than a request may carry ({max_bytes:,})")
+        if batch and (len(batch) >= max_items or size + n > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += n
+    if batch:
+        yield batch
+
+
+class Progress:
+    """A progress bar on stderr (redrawn in place on a terminal, a line per step otherwise)."""
+
+    def __init__(self, total: int, what: str, stream=None):
+        import time
+
+        self.total, self.what, self.done = total, what, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.started = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        import time
+
+        self.done += n
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done:,}/{self.total:,} {self.what} "
+                f"({100 * self.done / self.total:.0f}%, {self.done / elapsed:,.0f}/s)")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _graphql(client, url: str, query: str, variables: dict) -> dict:
+    import httpx
+
+    try:
+        resp = client.post(url, json={"query": query, "variables": variables})
+    except httpx.HTTPError as exc:
+        raise CLIError(f"cannot reach {url}: {exc} (is `promptstudio serve` running? --url says where)") from None
+    try:
+        body = resp.json()
+    except ValueError:
+        raise CLIError(f"{url} answered HTTP {resp.status_code} without JSON") from None
+    if body.get("errors"):
+        error = body["errors"][0]
+        raise CLIError(f"{error.get('message')} ({error.get('extensions', {}).get('code', 'ERROR')})")
+    if resp.status_code != 200:
+        raise CLIError(f"{url} answered HTTP {resp.status_code}")
+    return body["data"]
+
+
+def _user_errors(payload: dict) -> str | None:
+    errors = payload.get("userErrors") or []
+    if not errors:
+        return None
+    return "; ".join(f"{'.'.join(e['field'][1:]) + ': ' if e.get('field') else ''}{e['message']} ({e['code']})"
+                     for e in errors[:5])
+
+
+def _find_dataset(client, url: str, args: argparse.Namespace) -> dict:
+    if args.project is None:
+        data = _graphql(client, url, _DATASET, {"id": args.dataset})
+        if not data["node"]:
+            raise CLIError(f"no dataset with the ID {args.dataset!r} that this token may read (give --project SLUG "
+                           "to name a dataset by its name instead)")
+        return data["node"]
+    after = None
+    while True:
+        project = _graphql(client, url, _FIND_DATASET, {"slug": args.project, "after": after})["project"]
+        if project is None:
+            raise CLIError(f"no project {args.project!r} that this token may see")
+        page = project["datasets"]
+        found = next((d for d in page["nodes"] if d["name"] == args.dataset), None)
+        if found is not None:
+            return found
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    if not args.create:
+        raise CLIError(f"project {args.project!r} has no dataset named {args.dataset!r} (add --create to create it)")
+    payload = _graphql(client, url, _CREATE_DATASET,
+                       {"i": {"projectId": project["id"], "name": args.dataset}})["createDataset"]
+    problem = _user_errors(payload)
+    if problem:
+        raise CLIError(f"could not create the dataset: {problem}")
+    print(f"created dataset {args.dataset!r} in project {args.project!r}", file=sys.stderr)
+    return payload["dataset"]
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is not from 1 to 10,000")
+    return value
+
+
+def cmd_dataset_import(args: argparse.Namespace) -> int:
+    import httpx
+
+    settings = _load_settings()
+    token = args.token or os.environ.get("PROMPTSTUDIO_TOKEN")
+    if not token:
+        raise CLIError("no token: give --token, or set PROMPTSTUDIO_TOKEN (an API key with EXPERIMENTS_WRITE, or "
+                       "the token of logIn)")
+    url = args.url or _http_url(settings.host, settings.port, "/graphql")
+    items = read_items(Path(args.file))
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(headers=headers, timeout=args.timeout) as client:
+        dataset = _find_dataset(client, url, args)
+        print(f"importing {len(items):,} items from {args.file} into dataset {dataset['name']!r} "
+              f"({dataset['itemCount']:,} items so far)", file=sys.stderr)
+        progress = Progress(len(items), "items")
+        sent = 0
+        for batch in batches(items, max_items=args.batch_size):
+            payload = _graphql(client, url, _ADD_ITEMS, {"i": {"datasetId": dataset["id"], "items": batch}}
+                               )["addDatasetItems"]
+            problem = _user_errors(payload)
+            if problem:
+                raise CLIError(f"items {sent + 1:,} to {sent + len(batch):,} were refused: {problem}. The "
+                               f"{sent:,} items before them were added; remove those lines and run again.")
+            sent += len(batch)
+            progress.advance(len(batch))
+    print(f"imported {sent:,} items into dataset {dataset['name']!r} ({dataset['id']})")
+    return 0
+
+
 # ---------------------------------------------------------------------- argument parser
 
 _SETTINGS_NOTE = (
@@ -619,6 +847,42 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--all", action="store_true",
                          help="re-embed every version, even those that have a vector of the model already")
     reindex.set_defaults(func=cmd_reindex)
+
+    dataset = sub.add_parser(
+        "dataset",
+        help="work with datasets of experiments (import a file)",
+        description="Work with the datasets experiments run on, through the GraphQL API of a running server.",
+        epilog=_SETTINGS_NOTE,
+    )
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
+    imp = dataset_sub.add_parser(
+        "import",
+        help="append the items of a .jsonl or .csv file to a dataset, in batches, with a progress bar",
+        description=(
+            "Append the items of FILE to a dataset, in order, through addDatasetItems calls of a running server "
+            f"(batches of at most {IMPORT_BATCH_ITEMS:,} items and {IMPORT_BATCH_BYTES:,} bytes), showing progress "
+            "on stderr. FILE.jsonl: one JSON object per line, "
+            '{"variables": {...}, "expectedOutput": "...", "metadata": {...}} (only variables is required). '
+            "FILE.csv: a header row; the column expected_output (or expectedOutput) is the expected output, columns "
+            "named metadata.<key> go into the metadata, every other column is a variable (as a string). The whole "
+            "file is checked before anything is sent."
+        ),
+        epilog="Example: PROMPTSTUDIO_TOKEN=ps_... promptstudio dataset import qa.jsonl --project demo --dataset qa "
+               "--create",
+    )
+    imp.add_argument("file", metavar="FILE", help="a .jsonl or .csv file")
+    imp.add_argument("--dataset", required=True,
+                     help="the dataset's ID, or its name when --project is given")
+    imp.add_argument("--project", metavar="SLUG", help="the project whose dataset --dataset names")
+    imp.add_argument("--create", action="store_true", help="with --project: create the dataset when it is missing")
+    imp.add_argument("--url", help="the server's GraphQL endpoint (default: http://PROMPTSTUDIO_HOST:"
+                                   "PROMPTSTUDIO_PORT/graphql)")
+    imp.add_argument("--token", help="an API key with EXPERIMENTS_WRITE or a logIn token (default: PROMPTSTUDIO_TOKEN; "
+                                     "on the command line it is visible to other local users)")
+    imp.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH_ITEMS, metavar="N",
+                     help=f"items per call, 1 to 10,000 (default: {IMPORT_BATCH_ITEMS:,})")
+    imp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each call (default: 120)")
+    imp.set_defaults(func=cmd_dataset_import)
     return parser
 
 

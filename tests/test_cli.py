@@ -28,7 +28,7 @@ def cli(*args: str, env: dict | None = None, timeout: float = 60,
 def test_help_lists_the_commands_and_points_to_the_settings():
     result = cli("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("serve", "worker", "migrate", "export-schema", "create-user", "demo"):
+    for command in ("serve", "worker", "migrate", "export-schema", "create-user", "demo", "dataset"):
         assert command in result.stdout
     assert "DATABASE_URL" in result.stdout and "README" in result.stdout
 

@@ -24,6 +24,8 @@ from .deployments.mutations import DeploymentMutation
 from .deployments.queries import DeploymentQuery
 from .executions.mutations import ExecutionMutation
 from .executions.subscriptions import ExecutionSubscription
+from .experiments.mutations import ExperimentMutation
+from .experiments.subscriptions import ExperimentSubscription
 from .identity.mutations import IdentityMutation
 from .identity.queries import IdentityQuery
 from .models.mutations import ModelMutation
@@ -41,8 +43,9 @@ if TYPE_CHECKING:
 
 Query = merge_types("Query", (NodeQuery, IdentityQuery, ProjectQuery, PromptQuery, DeploymentQuery, ModelQuery))
 Mutation = merge_types("Mutation", (IdentityMutation, ProjectMutation, PromptMutation, DeploymentMutation,
-                                    ValidationMutation, ExecutionMutation, ModelMutation, TraceMutation))
-Subscription = merge_types("Subscription", (ExecutionSubscription, TraceSubscription))
+                                    ValidationMutation, ExecutionMutation, ExperimentMutation, ModelMutation,
+                                    TraceMutation))
+Subscription = merge_types("Subscription", (ExecutionSubscription, ExperimentSubscription, TraceSubscription))
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:

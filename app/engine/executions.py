@@ -2,8 +2,9 @@
 
 The hooks run in the transaction of the queue's change, so the execution and its job never
 disagree after a commit: claimed -> RUNNING (STARTED), requeued -> PENDING again with its output
-cleared (QUEUED), gave up -> FAILED, cancelled -> CANCELLED. ``start`` makes the ``Run`` that calls
-the provider (``runner``).
+cleared (QUEUED), gave up -> FAILED, cancelled -> CANCELLED — and an experiment run's execution moves its
+run along (``app.services.experiment_runs``). ``start`` makes the ``Run`` that calls the provider
+(``runner``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Execution, Job
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
+from app.services import experiment_runs
 from app.services.execution_events import emit_event, finish, write_log
 from app.services.execution_traces import write_execution_trace
 from app.services.executions import JOB_KIND
@@ -68,6 +70,7 @@ class ExecutionHandler:
         await write_log(session, row, LogLevel.DEBUG,
                         f"claimed by worker {job.worker_id} (attempt {job.attempts} of {job.max_attempts})",
                         {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
+        await experiment_runs.execution_started(session, row)
         return True
 
     async def requeued(self, session: AsyncSession, job: Job, reason: str) -> None:
@@ -86,6 +89,7 @@ class ExecutionHandler:
         await session.flush()
         await write_log(session, row, LogLevel.WARN, reason, {"attempt": job.attempts, "maxAttempts": job.max_attempts})
         await emit_event(session, row, ExecutionEventType.QUEUED.value)
+        await experiment_runs.execution_requeued(session, row)
         log.info("execution %s: %s", row.id, reason)
 
     async def gave_up(self, session: AsyncSession, job: Job, message: str) -> None:
@@ -112,4 +116,5 @@ class ExecutionHandler:
                         {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
         await emit_event(session, row, status.value)  # the event is named as the final status
         await write_execution_trace(session, row)
+        await experiment_runs.execution_ended(session, row, self.settings)
         return row

@@ -34,6 +34,7 @@ from app.settings import Settings
 from .embeddings import EmbeddingHandler
 from .executions import ExecutionHandler
 from .running import STOP_CANCEL, STOP_LEASE_LOST, STOP_SHUTDOWN, Running
+from .scoring import ScoringHandler
 
 log = logging.getLogger("promptstudio.engine")
 
@@ -51,7 +52,8 @@ class Handler(jobs.JobHooks, Protocol):
 
 def handlers(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Handler]:
     """Every kind of job this process runs, by kind."""
-    return {h.kind: h for h in (ExecutionHandler(settings, sessionmaker), EmbeddingHandler(settings, sessionmaker))}
+    return {h.kind: h for h in (ExecutionHandler(settings, sessionmaker), EmbeddingHandler(settings, sessionmaker),
+                                ScoringHandler(settings, sessionmaker))}
 
 
 def new_worker_id() -> str:

@@ -41,7 +41,7 @@ from app.providers import (
     stream_with_retries,
 )
 from app.rules.validation import ValidationOutcome, ValidationResultData, ValidationSpec
-from app.services import crypto, jobs
+from app.services import crypto, experiment_runs, jobs
 from app.services.credentials import MissingCredential, credential_for
 from app.services.execution_events import emit_event, finish, write_log
 from app.services.execution_traces import CallRecord, Retry, ValidationRecord, write_execution_trace
@@ -350,6 +350,7 @@ class Run:
             await write_log(session, row, LogLevel.ERROR, message)
             await emit_event(session, row, ExecutionEventType.FAILED.value)
             await write_execution_trace(session, row)
+            await experiment_runs.execution_ended(session, row, self.settings)
 
     async def _finish(self, status: ExecutionStatus, plan: Plan, *, error: str | None) -> None:
         output = "".join(self.parts)
@@ -408,6 +409,7 @@ class Run:
                               time_to_first_token_ms=row.time_to_first_token_ms, usage=usage, error=error,
                               retries=self.retry_events, parameters=_parameters(plan.request))
             await write_execution_trace(session, row, call=call, validation=self.validation_record)
+            await experiment_runs.execution_ended(session, row, self.settings)
 
     async def _validate(self, output: str, specs: list[ValidationSpec]) -> ValidationOutcome | None:
         """The validations applied to the output, in the sandbox; None when the run was told to stop

@@ -18,3 +18,9 @@ def project_executions(project_id: uuid.UUID) -> str:
 def project_traces(project_id: uuid.UUID) -> str:
     """Changes of a project's traces (projectTraces): data ``{"traces": [trace row ids]}``."""
     return f"project:{project_id}:traces"
+
+
+def experiment(experiment_id: uuid.UUID) -> str:
+    """An experiment's progress (experimentProgress): data ``{"r": run id, "st": its status}`` when a run
+    finishes, with ``"x": status`` when the experiment itself ends."""
+    return f"experiment:{experiment_id}"

@@ -1,5 +1,5 @@
 """Untrusted computation, out of the server process: templates, regexes, JMESPath, JSON Schema (and
-next the experiments' evaluators) run in a pool of worker processes with hard limits set by the
+the experiments' evaluators) run in a pool of worker processes with hard limits set by the
 operating system.
 
 * a wall-clock deadline (``PROMPTSTUDIO_SANDBOX_TIMEOUT_SECONDS``), after which the worker is killed
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.rules.evaluators import EvalInput, EvaluatorSpec, ScoreData
 from app.rules.validation import REGEX_TIMEOUT_SECONDS, ConfigError, ValidationOutcome, ValidationSpec
 from app.settings import Settings
 from app.templating import ContentError, PromptContent, RenderOutcome, VariableSpec
@@ -26,7 +27,8 @@ from app.templating import ContentError, PromptContent, RenderOutcome, VariableS
 from . import codec
 from .pool import Pool, SandboxError
 
-__all__ = ["Pool", "SandboxError", "apply_rules", "check_content", "check_rule", "pool", "render", "start", "stop"]
+__all__ = ["Pool", "SandboxError", "apply_rules", "check_content", "check_evaluator", "check_rule", "evaluate", "pool",
+           "render", "render_many", "start", "stop"]
 
 class _ThisProcess:
     """The pool of this process (one per process, like the providers' connection pools), and how many
@@ -83,6 +85,15 @@ async def render(settings: Settings, content: PromptContent, variables: Any) -> 
     return codec.render_outcome_from_json(data)
 
 
+async def render_many(settings: Settings, content: PromptContent, variables: list[Any]) -> list[RenderOutcome]:
+    """``render`` for many sets of variables in one task (an experiment's dataset items). Raises SandboxError
+    when the batch as a whole could not finish in time (each render keeps its own limits too)."""
+    limits = {"timeout_seconds": settings.sandbox_timeout_seconds,
+              "max_output_chars": settings.sandbox_max_output_bytes // 4}
+    data = await _run(settings, "render_many", [codec.content_to_json(content), variables, limits], "templates")
+    return [codec.render_outcome_from_json(d) for d in data]
+
+
 async def check_content(settings: Settings, content: PromptContent,
                         declared: list[VariableSpec] | None) -> tuple[PromptContent, list[ContentError]]:
     """``app.templating.validate_content`` in a worker: the content normalised, and its problems."""
@@ -101,6 +112,23 @@ async def check_rule(settings: Settings, type: str, config: Any) -> list[ConfigE
     except SandboxError as exc:
         return [ConfigError([], exc.message)]
     return codec.config_errors_from_json(data)
+
+
+async def check_evaluator(settings: Settings, type: str, config: Any) -> list[ConfigError]:
+    """``app.rules.evaluators.check_config`` in a worker (compiling its pattern, schema or expression)."""
+    try:
+        data = await _run(settings, "check_evaluator", [type, config], "evaluator check")
+    except SandboxError as exc:
+        return [ConfigError([], exc.message)]
+    return codec.config_errors_from_json(data)
+
+
+async def evaluate(settings: Settings, specs: list[EvaluatorSpec], inp: EvalInput) -> list[ScoreData]:
+    """``app.rules.evaluators.evaluate`` in a worker. Raises SandboxError when the worker could not finish."""
+    regex_timeout = min(REGEX_TIMEOUT_SECONDS, settings.sandbox_timeout_seconds)
+    data = await _run(settings, "evaluate", [codec.evaluator_specs_to_json(specs), codec.eval_input_to_json(inp),
+                                             regex_timeout], "evaluators")
+    return codec.scores_from_json(data)
 
 
 async def apply_rules(settings: Settings, output: str | None, specs: list[ValidationSpec]) -> ValidationOutcome:

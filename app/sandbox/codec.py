@@ -11,6 +11,7 @@ import json
 import struct
 from typing import Any
 
+from app.rules.evaluators import EvalInput, EvaluatorSpec, ScoreData
 from app.rules.validation import ConfigError, ValidationOutcome, ValidationResultData, ValidationSpec
 from app.templating import ChatMessage, ContentError, PromptContent, RenderOutcome, VariableSpec
 
@@ -73,6 +74,22 @@ def rule_specs_from_json(data: list[dict[str, Any]]) -> list[ValidationSpec]:
 def validation_outcome_from_json(data: dict[str, Any]) -> ValidationOutcome:
     return ValidationOutcome(status=data["status"], validated_output=data.get("validated_output"),
                              results=[ValidationResultData(**r) for r in data["results"]])
+
+
+def evaluator_specs_to_json(specs: list[EvaluatorSpec]) -> list[dict[str, Any]]:
+    return [{"name": s.name, "type": s.type, "config": s.config} for s in specs]
+
+
+def evaluator_specs_from_json(data: list[dict[str, Any]]) -> list[EvaluatorSpec]:
+    return [EvaluatorSpec(**s) for s in data]
+
+
+def eval_input_to_json(inp: EvalInput) -> dict[str, Any]:
+    return dataclasses.asdict(inp)
+
+
+def scores_from_json(data: list[dict[str, Any]]) -> list[ScoreData]:
+    return [ScoreData(**s) for s in data]
 
 
 def to_json(value: Any) -> Any:

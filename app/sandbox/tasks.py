@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.rules import validation
+from app.rules import evaluators, validation
 from app.templating import RenderLimits, render, validate_content
 
 from . import codec
@@ -17,6 +17,12 @@ from . import codec
 
 def render_task(content: dict[str, Any], variables: Any, limits: dict[str, Any]) -> Any:
     return codec.to_json(render(codec.content_from_json(content), variables, limits=RenderLimits(**limits)))
+
+
+def render_many_task(content: dict[str, Any], variables: list[Any], limits: dict[str, Any]) -> Any:
+    """One content rendered with many sets of variables (an experiment's dataset items), in one round trip."""
+    parsed, render_limits = codec.content_from_json(content), RenderLimits(**limits)
+    return [codec.to_json(render(parsed, v, limits=render_limits)) for v in variables]
 
 
 def check_content_task(content: dict[str, Any], declared: list[dict[str, Any]] | None) -> Any:
@@ -31,6 +37,15 @@ def check_rule_task(type: str, config: Any) -> Any:
 def apply_rules_task(output: str | None, specs: list[dict[str, Any]], regex_timeout: float) -> Any:
     return codec.to_json(validation.apply_validations(output, codec.rule_specs_from_json(specs),
                                                       regex_timeout=regex_timeout))
+
+
+def check_evaluator_task(type: str, config: Any) -> Any:
+    return codec.to_json(evaluators.check_config(type, config))
+
+
+def evaluate_task(specs: list[dict[str, Any]], inp: dict[str, Any], regex_timeout: float) -> Any:
+    return codec.to_json(evaluators.evaluate(codec.evaluator_specs_from_json(specs), evaluators.EvalInput(**inp),
+                                             regex_timeout=regex_timeout))
 
 
 def sleep_task(seconds: float) -> Any:
@@ -52,6 +67,9 @@ TASKS: dict[str, Callable[..., Any]] = {
     "check_content": check_content_task,
     "check_rule": check_rule_task,
     "apply_rules": apply_rules_task,
+    "render_many": render_many_task,
+    "check_evaluator": check_evaluator_task,
+    "evaluate": evaluate_task,
     "sleep": sleep_task,
     "allocate": allocate_task,
 }

@@ -24,9 +24,15 @@ from sqlalchemy.orm import aliased
 from app.db.models import (
     ApiKey,
     AuditEvent,
+    Dataset,
+    DatasetItem,
     Deployment,
+    Evaluator,
     Execution,
     ExecutionLog,
+    Experiment,
+    ExperimentRun,
+    ExperimentVariant,
     Feedback,
     LlmUsage,
     ModelConfig,
@@ -78,6 +84,9 @@ class Action(enum.Enum):
                                                   ApiScope.TRACES_READ, ApiScope.TRACES_WRITE))
     #: Sending spans (OTLP at /v1/traces, ingestSpans).
     WRITE_TRACES = Rule(ProjectRole.EDITOR, _scopes(ApiScope.TRACES_WRITE))
+    #: Datasets, evaluators, experiments, their runs and statistics.
+    READ_EXPERIMENTS = Rule(ProjectRole.VIEWER, _scopes(ApiScope.EXPERIMENTS_READ, ApiScope.EXPERIMENTS_WRITE))
+    WRITE_EXPERIMENTS = Rule(ProjectRole.EDITOR, _scopes(ApiScope.EXPERIMENTS_WRITE))
     #: Members, settings, provider credentials, audit log.
     ADMIN_PROJECT = Rule(ProjectRole.ADMIN, _scopes())  # noqa: PIE796 - Rules compare by identity
     #: Creating and revoking API keys: people only (a key must not mint keys).
@@ -168,6 +177,12 @@ READ_RULES: dict[type, ReadRule] = {
     #: Spans carry their trace's project (denormalised), so no parent lookup is needed.
     Span: ReadRule(Action.READ_TRACES, project="project_id"),
     LlmUsage: ReadRule(Action.READ_USAGE, project="project_id"),
+    Dataset: ReadRule(Action.READ_EXPERIMENTS, project="project_id"),
+    DatasetItem: ReadRule(parent=(Dataset, "dataset_id")),
+    Evaluator: ReadRule(Action.READ_EXPERIMENTS, project="project_id"),
+    Experiment: ReadRule(Action.READ_EXPERIMENTS, project="project_id"),
+    ExperimentVariant: ReadRule(parent=(Experiment, "experiment_id")),
+    ExperimentRun: ReadRule(parent=(Experiment, "experiment_id")),
     ApiKey: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
     ProviderCredential: ReadRule(Action.ADMIN_PROJECT, project="project_id"),
     #: Project events: the project's admins. Account events (sign-up, log-in): superusers only.

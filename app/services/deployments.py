@@ -10,6 +10,10 @@ who served what and when. Concurrent changes of one prompt are serialised by loc
 row (``SELECT … FOR UPDATE``); timestamps are read from the database clock *after* the lock is
 held, so a change never retires rows "before" they were deployed.
 
+While an A/B test on live traffic runs (``app.services.experiments``), its variants' weights are the
+split of its prompt in its environment: the three writes refuse to change that split (CONFLICT,
+naming the experiment); the experiment puts back the split it replaced when it ends.
+
 Resolving (the hot path)
 ------------------------
 ``resolve_prompt`` answers "which version should this caller use in this environment right now?"
@@ -46,8 +50,8 @@ from sqlalchemy import ColumnElement, and_, bindparam, func, null, select, updat
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.db.models import Deployment, Project, ProjectMember, Prompt, PromptVersion
-from app.db.models.enums import ProjectRole, PromptStatus
+from app.db.models import Deployment, Experiment, Project, ProjectMember, Prompt, PromptVersion
+from app.db.models.enums import ExperimentStatus, ProjectRole, PromptStatus
 
 from .access import Action, permits, require
 from .audit import AuditNote
@@ -234,6 +238,23 @@ class SplitItem:
     percentage: int
 
 
+async def owning_experiment(session: AsyncSession, prompt_id: uuid.UUID, environment: str) -> Experiment | None:
+    """The running experiment (a live A/B test) that owns the prompt's traffic split in ``environment``, if any."""
+    return (await session.execute(
+        select(Experiment).where(Experiment.prompt_id == prompt_id, Experiment.environment == environment,
+                                 Experiment.status == ExperimentStatus.RUNNING.value))).scalar_one_or_none()
+
+
+async def _refuse_if_owned(session: AsyncSession, prompt: Prompt, environment: str) -> None:
+    """While a live A/B test runs, its variants' weights are the split: changing it by hand is refused."""
+    owner = await owning_experiment(session, prompt.id, environment)
+    if owner is not None:
+        raise conflict(f"Experiment {owner.name!r} (an A/B test on live traffic) owns the traffic split of prompt "
+                       f"{prompt.name!r} in {environment} while it runs; end it first (completeExperiment, which "
+                       "can promote the winner, or cancelExperiment), and the split it replaced comes back.",
+                       ["input", "environment"])
+
+
 async def _prompt_to_change(tx: Tx, prompt: Prompt | None, field: list[str], what: str) -> tuple[Prompt, Project]:
     """The prompt (locked: changes of one prompt's deployments queue up here) and its project (locked FOR
     SHARE), after the WRITE_PROMPTS check; the audit note is told the project when it is visible, so
@@ -332,6 +353,7 @@ async def deploy_version(tx: Tx, *,
     error = _environment_error(project, environment, ["input", "environment"])
     if error:
         raise error
+    await _refuse_if_owned(session, prompt, environment)
     return await _replace(session, principal, note, prompt, environment, [(version, 100)])
 
 
@@ -390,6 +412,7 @@ async def set_traffic_split(tx: Tx, *,
                               ["input", "splits"]))
     if errors:
         raise many(errors)
+    await _refuse_if_owned(session, prompt, environment)
     return await _replace(session, principal, note, prompt, environment, wanted)
 
 
@@ -408,6 +431,7 @@ async def undeploy(tx: Tx, *,
     error = _environment_error(project, environment, ["input", "environment"])
     if error:
         raise error
+    await _refuse_if_owned(session, prompt, environment)
     current = await active_deployments(session, prompt.id, environment)
     note.details.update({"environment": environment, "promptName": prompt.name, "previous": _describe(current),
                          "retired": len(current)})
@@ -418,3 +442,13 @@ async def undeploy(tx: Tx, *,
             .values(retired_at=now, retired_by_id=principal.user_id))
     return []
 
+
+# ------------------------------------------------------------------ for live A/B tests (app.services.experiments)
+
+#: Lock a prompt's row: deployment changes of the prompt queue up behind it.
+lock_prompt = _lock_prompt
+#: Re-read a project FOR SHARE (its environments cannot change under a deployment).
+share_lock_project = _share_lock_project
+#: Replace an environment's active split by another (the experiment's, or the one it replaced).
+replace_split = _replace
+describe_split = _describe

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Execution, Prompt, PromptVersion
@@ -93,6 +94,41 @@ async def write_execution_trace(session: AsyncSession, row: Execution, *, call: 
         select(Prompt.name, PromptVersion.number).join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
         .where(PromptVersion.id == row.version_id))).first()
     prompt_name, number = (names[0], names[1]) if names is not None else ("prompt", None)
+    await write_spans(session, row.project_id, _spans_of(row, prompt_name, number, call=call, validation=validation),
+                      execution_id=row.id)
+
+
+#: Executions whose traces one write_spans call stores, at most (bulk cancels of an experiment's runs).
+TRACES_PER_BATCH = 500
+
+
+async def write_execution_traces(session: AsyncSession, rows: list[Execution]) -> None:
+    """The traces of many executions of one project that ended without a provider call (cancelled before
+    they started): one query for their prompts' names, one ``write_spans`` per ``TRACES_PER_BATCH``."""
+    if not rows:
+        return
+    found = (await session.execute(
+        select(PromptVersion.id, Prompt.name, PromptVersion.number)
+        .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+        .where(PromptVersion.id.in_({r.version_id for r in rows})))).all()
+    names: dict[uuid.UUID, tuple[str, int | None]] = {v: (name, number) for v, name, number in found}
+    for i in range(0, len(rows), TRACES_PER_BATCH):
+        batch = rows[i:i + TRACES_PER_BATCH]
+        spans = [span for r in batch
+                 for span in _spans_of(r, *names.get(r.version_id, ("prompt", None)), call=None, validation=None)]
+        await write_spans(session, batch[0].project_id, spans)
+        # write_spans links the traces of one call to one execution; these are one trace per execution.
+        await session.execute(
+            text("UPDATE traces t SET execution_id = u.execution_id FROM unnest(CAST(:traces AS text[]), "
+                 "CAST(:executions AS uuid[])) AS u(trace_id, execution_id) "
+                 "WHERE t.project_id = :project AND t.trace_id = u.trace_id AND t.execution_id IS NULL"),
+            {"traces": [trace_id_of(r.id) for r in batch], "executions": [r.id for r in batch],
+             "project": batch[0].project_id})
+
+
+def _spans_of(row: Execution, prompt_name: str, number: int | None, *, call: CallRecord | None,
+              validation: ValidationRecord | None) -> list[SpanRecord]:
+    assert row.completed_at is not None, "an execution's trace is written when it ends"
     trace_id, root_id = trace_id_of(row.id), _span_id()
     status = {ExecutionStatus.COMPLETED.value: SpanStatus.OK, ExecutionStatus.FAILED.value: SpanStatus.ERROR}.get(
         row.status, SpanStatus.UNSET)
@@ -141,7 +177,7 @@ async def write_execution_trace(session: AsyncSession, row: Execution, *, call: 
             attributes={"openinference.span.kind": SpanKind.GUARDRAIL.value,
                         "promptstudio.validation.status": validation.status,
                         "promptstudio.validation.results": validation.results}))
-    await write_spans(session, row.project_id, spans, execution_id=row.id)
+    return spans
 
 
 def _call_span(trace_id: str, parent: str, call: CallRecord, row: Execution) -> SpanRecord:

@@ -15,7 +15,10 @@ Decisions documented here (and in the GraphQL descriptions):
 - **Archived prompts** cannot be executed (CONFLICT).
 - **Backpressure**: at most ``PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT`` executions PENDING or RUNNING
   per project; more is LIMIT_EXCEEDED. Under concurrent submissions the cap may be overshot by
-  at most the number of submissions racing each other.
+  at most the number of submissions racing each other. The executions an offline experiment queues
+  do not count (the cap is for production traffic; an experiment's size has its own limit).
+- **Live A/B tests**: an execution whose version was chosen by an environment whose traffic split a
+  running experiment owns is a run of that experiment's variant (``experiment_runs.serve_live_run``).
 - **Idempotency**: a repeated ``idempotencyKey`` (per project) returns the first execution, even
   when the repeated request differs; concurrent repeats are resolved by the unique index.
 - **Queueing**: an execution is run by a job of kind ``execution`` (``app.services.jobs``; its
@@ -53,10 +56,12 @@ from app.db.models.enums import (
     Priority,
     PromptStatus,
 )
+from app.db.models.executions import LIVE_COUNTED
 from app.providers.registry import provider_names
 from app.settings import Settings
+from app.templating import RenderOutcome
 
-from . import jobs
+from . import experiment_runs, jobs
 from .access import Action, require
 from .audit import AuditNote
 from .deployments import active_deployments, bucket_for, choose
@@ -170,6 +175,11 @@ async def _render(settings: Settings, version: PromptVersion, variables: Any) ->
                               ["input", "variables", m.group(1)] if m else ["input", "variables"]))
     if errors:
         raise many(errors)
+    return rendered_prompt(version, outcome)
+
+
+def rendered_prompt(version: PromptVersion, outcome: RenderOutcome) -> dict[str, Any]:
+    """The rendered prompt as stored on an execution (what the worker sends), from a render without errors."""
     rendered: dict[str, Any] = {"kind": version.kind}
     if outcome.system_prompt:
         rendered["systemPrompt"] = outcome.system_prompt
@@ -180,14 +190,17 @@ async def _render(settings: Settings, version: PromptVersion, variables: Any) ->
     return rendered
 
 
-def _merge_model_settings(version: PromptVersion, given: dict | None, settings: Settings) -> dict:
+def merge_model_settings(version: PromptVersion, given: dict | None, settings: Settings,
+                         field: list[str] | None = None) -> dict:
+    """The version's model settings overridden key by key by ``given`` (``extra`` merged key by key), checked;
+    provider and model resolved. Problems are INVALID at ``field`` (``["input", "modelSettings"]``)."""
     base = dict(version.model_settings or {})
     over = {k: v for k, v in (given or {}).items() if v is not None}
     merged = {**base, **over}
     if isinstance(base.get("extra"), dict) and isinstance(over.get("extra"), dict):
         merged["extra"] = {**base["extra"], **over["extra"]}
     errors: list[ServiceError] = []
-    field = ["input", "modelSettings"]
+    field = field or ["input", "modelSettings"]
     temperature, top_p, max_tokens = merged.get("temperature"), merged.get("topP"), merged.get("maxTokens")
     if temperature is not None and not 0 <= temperature <= 2:
         errors.append(invalid(f"temperature must be from 0 to 2; got {temperature}.", [*field, "temperature"]))
@@ -212,11 +225,11 @@ def _merge_model_settings(version: PromptVersion, given: dict | None, settings: 
 
 
 async def queued_count(session: AsyncSession, project_id: uuid.UUID) -> int:
-    """PENDING + RUNNING executions of a project (one count on the small partial index of live ones)."""
+    """PENDING + RUNNING executions of a project, less the ones an offline experiment queued (one count on the
+    small partial index of live ones)."""
     return int((await session.execute(
         select(func.count()).select_from(Execution)
-        .where(Execution.project_id == project_id,
-               Execution.status.in_([ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value])))).scalar_one())
+        .where(Execution.project_id == project_id, text(LIVE_COUNTED)))).scalar_one())
 
 
 async def _by_idempotency_key(session: AsyncSession, project_id: uuid.UUID, key: str) -> Execution | None:
@@ -262,7 +275,7 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
     render_started = time.monotonic()
     rendered = await _render(settings, version, req.variables)
     render_ms = int((time.monotonic() - render_started) * 1000)
-    model_settings = _merge_model_settings(version, req.model_settings, settings)
+    model_settings = merge_model_settings(version, req.model_settings, settings)
     # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
                           {"key": f"execution-cap:{project.id}"})
@@ -298,6 +311,7 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
         session.add(row)
         await session.flush()
     await session.refresh(row)
+    await experiment_runs.serve_live_run(session, row)
     await emit_event(session, row, ExecutionEventType.QUEUED.value)
     await write_log(session, row, LogLevel.DEBUG,
                     f"queued: version {version.number} of \"{prompt.name}\""
@@ -356,6 +370,7 @@ async def cancel_execution(tx: Tx, *, execution_id: uuid.UUID | None,
         await write_log(session, row, LogLevel.INFO, "cancelled before it started")
         await emit_event(session, row, ExecutionEventType.CANCELLED.value)
         await write_execution_trace(session, row)
+        await experiment_runs.execution_ended(session, row, tx.settings)
     else:
         await session.flush()
         await write_log(session, row, LogLevel.INFO, "cancel requested; telling the worker to stop")
@@ -408,6 +423,7 @@ async def submit_feedback(tx: Tx, *, execution_id: uuid.UUID | None, rating: int
                         api_key_id=principal.api_key_id)
     session.add(feedback)
     await session.flush()
+    await experiment_runs.feedback_given(session, row)
     await session.refresh(feedback)
     note.resource_id = feedback.id
     note.details = {"executionId": str(row.id), "rating": rating}

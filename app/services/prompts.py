@@ -28,8 +28,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import sandbox
-from app.db.models import Prompt, PromptVersion
-from app.db.models.enums import PromptStatus
+from app.db.models import Experiment, ExperimentVariant, Prompt, PromptVersion
+from app.db.models.enums import ExperimentStatus, PromptStatus
 from app.settings import Settings
 from app.templating import (
     PromptContent,
@@ -319,10 +319,19 @@ async def update_prompt(tx: Tx, *,
 @service("prompt.delete")
 async def delete_prompt(tx: Tx, *,
                         prompt_id: uuid.UUID | None) -> uuid.UUID:
-    """Delete a prompt and everything under it (versions, deployments, validations, executions:
-    the foreign keys cascade). OWNER and ADMIN only."""
+    """Delete a prompt and everything under it (versions, deployments, validations, executions, and the
+    variants of experiments that used its versions: the foreign keys cascade). OWNER and ADMIN only; not
+    while a running experiment uses it (CONFLICT)."""
     session, note, principal = tx.session, tx.note, tx.principal
     prompt = await prompt_for(session, principal, prompt_id, Action.DELETE_PROMPTS, ["input", "id"], note=note)
     note.details = {"name": prompt.name, "versions": prompt.latest_version}
+    running = (await session.execute(
+        select(Experiment.name).join(ExperimentVariant, ExperimentVariant.experiment_id == Experiment.id)
+        .join(PromptVersion, PromptVersion.id == ExperimentVariant.version_id)
+        .where(PromptVersion.prompt_id == prompt.id, Experiment.status == ExperimentStatus.RUNNING.value)
+        .limit(1))).scalar_one_or_none()
+    if running is not None:
+        raise conflict(f"Experiment {running!r} is running with versions of this prompt; cancel it (or wait for it to "
+                       "end) before deleting the prompt.", ["input", "id"])
     await session.execute(delete(Prompt).where(Prompt.id == prompt.id))
     return prompt.id

@@ -108,19 +108,19 @@ async def test_too_costly_is_refused_before_anything_runs(gql, sql_counter):
         body = await gql(renders(30), {"ids": ids}, check=False)
     error = only_error(body)
     # 1 (nodes) + 100 ids x 30 renders x (1,000 + 1 for text)
-    assert error["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 3_003_001, "maxCost": 25_000}
-    assert error["message"].startswith("This operation would cost 3,003,001 points; at most 25,000 are allowed")
+    assert error["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 3_003_001, "maxCost": 50_000}
+    assert error["message"].startswith("This operation would cost 3,003,001 points; at most 50,000 are allowed")
     assert counter.count == 0  # refused before any resolver ran
 
 
 async def test_the_cost_of_a_document_follows_its_variables(gql):
     """Checked when the operation runs, with its variables: the cached parse and validation of the
     same text do not skip it. Pages count as asked for, at most 100."""
-    query = "query($n: Int) { projects(first: $n) { nodes { prompts(first: $n) { nodes { id name description } } } } }"
+    query = "query($n: Int) { projects(first: $n) { nodes { prompts(first: $n) { nodes { id name description status category } } } } }"
     body = await gql(query, {"n": 100}, check=False)
-    assert only_error(body)["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 30_202, "maxCost": 25_000}
+    assert only_error(body)["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 50_202, "maxCost": 50_000}
     body = await gql(query, {"n": 5000}, check=False)
-    assert only_error(body)["extensions"]["cost"] == 30_202
+    assert only_error(body)["extensions"]["cost"] == 50_202
     assert await gql(query, {"n": 10}) == {"data": {"projects": {"nodes": []}}}
     body = await gql(query, {"n": 100}, check=False)
     assert only_error(body)["extensions"]["code"] == "QUERY_TOO_COSTLY"

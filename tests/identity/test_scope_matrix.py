@@ -11,6 +11,7 @@ exactly when the key may read the holder and the object.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ ALL_SCOPES = ["PROMPTS_READ", "PROMPTS_WRITE", "EXECUTIONS_READ", "EXECUTIONS_WR
 PROMPTS = {"PROMPTS_READ", "PROMPTS_WRITE", "PROJECT_ADMIN"}
 EXECUTIONS = {"EXECUTIONS_READ", "EXECUTIONS_WRITE", "PROJECT_ADMIN"}
 TRACES = {"TRACES_READ", "TRACES_WRITE", "PROJECT_ADMIN"}
+EXPERIMENTS = {"EXPERIMENTS_READ", "EXPERIMENTS_WRITE", "PROJECT_ADMIN"}
 #: Which scopes may read an object of each node type (app.services.access.READ_RULES).
 MAY_READ = {
     "Project": set(ALL_SCOPES), "User": set(ALL_SCOPES), "ModelConfig": set(ALL_SCOPES),
@@ -38,6 +40,8 @@ MAY_READ = {
     "Trace": TRACES, "Span": TRACES,
     # usage and cost: what executions and traces cost, so either kind of key
     "LlmUsage": EXECUTIONS | TRACES,
+    "Dataset": EXPERIMENTS, "DatasetItem": EXPERIMENTS, "Evaluator": EXPERIMENTS, "Experiment": EXPERIMENTS,
+    "ExperimentVariant": EXPERIMENTS, "ExperimentRun": EXPERIMENTS,
     "ApiKey": {"PROJECT_ADMIN"}, "ProviderCredential": {"PROJECT_ADMIN"}, "AuditEvent": {"PROJECT_ADMIN"},
     # not a node: the member list (VIEW_MEMBERS, which keys have with PROJECT_ADMIN)
     "ProjectMember": {"PROJECT_ADMIN"},
@@ -137,11 +141,40 @@ CASES: list[tuple[str | None, str, str, str]] = [
     ("Validation", "query($id: ID!) { node(id: $id) { ... on Validation { createdBy { id } } } }", "User", "User"),
     ("Feedback", "query($id: ID!) { node(id: $id) { ... on Feedback { user { id } } } }", "User", "User"),
     ("ApiKey", "query($id: ID!) { node(id: $id) { ... on ApiKey { createdBy { id } } } }", "User", "User"),
+    # Datasets, evaluators, experiments, and what they reach
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { datasets { nodes { id } } } } }", "Dataset",
+     "Dataset"),
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { evaluators { nodes { id } } } } }", "Evaluator",
+     "Evaluator"),
+    ("Project", "query($id: ID!) { node(id: $id) { ... on Project { experiments { nodes { id } } } } }", "Experiment",
+     "Experiment"),
+    ("Dataset", "query($id: ID!) { node(id: $id) { ... on Dataset { items { nodes { id } } } } }", "DatasetItem",
+     "DatasetItem"),
+    ("Experiment", "query($id: ID!) { node(id: $id) { ... on Experiment { dataset { id } } } }", "Dataset", "Dataset"),
+    ("Experiment", "query($id: ID!) { node(id: $id) { ... on Experiment { evaluators { id } } } }", "Evaluator",
+     "Evaluator"),
+    ("Experiment", "query($id: ID!) { node(id: $id) { ... on Experiment { variants { id } winner { id } } } }",
+     "ExperimentVariant", "ExperimentVariant"),
+    ("Experiment", "query($id: ID!) { node(id: $id) { ... on Experiment { runs { nodes { id } } } } }",
+     "ExperimentRun", "ExperimentRun"),
+    ("ExperimentRun", "query($id: ID!) { node(id: $id) { ... on ExperimentRun { datasetItem { id } } } }",
+     "DatasetItem", "DatasetItem"),
+    ("ExperimentRun", "query($id: ID!) { node(id: $id) { ... on ExperimentRun { execution { id } } } }",
+     "Execution", "RunExecution"),
+    ("ExperimentVariant", "query($id: ID!) { node(id: $id) { ... on ExperimentVariant { version { id template } } } }",
+     "PromptVersion", "PromptVersion"),
+    ("ExperimentRun", "query($id: ID!) { node(id: $id) { ... on ExperimentRun { experiment { id } } } }",
+     "Experiment", "Experiment"),
+    ("Project/Experiment",
+     "query($id: ID!) { node(id: $id) { ... on Project { experiments { nodes { runs { nodes { id } } } } } } }",
+     "ExperimentRun", "ExperimentRun"),
     # Projects, from below
     ("Prompt", "query($id: ID!) { node(id: $id) { ... on Prompt { project { id } } } }", "Project", "Project"),
     ("Execution", "query($id: ID!) { node(id: $id) { ... on Execution { project { id } } } }", "Project", "Project"),
     ("ApiKey", "query($id: ID!) { node(id: $id) { ... on ApiKey { project { id } } } }", "Project", "Project"),
     ("Trace", "query($id: ID!) { node(id: $id) { ... on Trace { project { id } } } }", "Project", "Project"),
+    ("Dataset", "query($id: ID!) { node(id: $id) { ... on Dataset { project { id } } } }", "Project", "Project"),
+    ("Experiment", "query($id: ID!) { node(id: $id) { ... on Experiment { project { id } } } }", "Project", "Project"),
 ]
 
 
@@ -182,11 +215,23 @@ async def _world(gql, make_app, app) -> tuple[dict[str, str], dict[str, str]]:
     validation = body["data"]["createValidation"]["validation"]["id"]
     await set_credential(gql, owner, project, "openai", "sk-test-credential", "http://127.0.0.1:9")
     keys = {scope: await create_api_key(gql, owner, project, [scope], name=scope) for scope in ALL_SCOPES}
+    experiments = await _experiment(gql, owner, project, version)
     async with make_app(workers=1):  # run one execution, submitted with a key (so it has no requestedBy), to the end
         execution = await execute_ok(gql, keys["EXECUTIONS_WRITE"], promptId=prompt, environment="production",
                                      variables={"name": "Ada"})
         done = await wait_for(gql, owner, execution, fields="id status logs(first: 1) { nodes { id } }")
-    assert done["status"] == "COMPLETED"
+        body = await gql(f"""mutation($id: ID!) {{ startExperiment(input: {{id: $id}}) {{ experiment {{ id }} {ERR}
+            }} }}""", {"id": experiments["Experiment"]}, token=owner)
+        assert body["data"]["startExperiment"]["userErrors"] == []
+        for _ in range(200):
+            body = await gql("""query($id: ID!) { node(id: $id) { ... on Experiment { status runs { nodes { id execution { id } } } }
+                } }""", {"id": experiments["Experiment"]}, token=owner)
+            if body["data"]["node"]["status"] == "COMPLETED":
+                break
+            await asyncio.sleep(0.1)
+    assert done["status"] == "COMPLETED" and body["data"]["node"]["status"] == "COMPLETED"
+    experiments["ExperimentRun"] = body["data"]["node"]["runs"]["nodes"][0]["id"]
+    experiments["RunExecution"] = body["data"]["node"]["runs"]["nodes"][0]["execution"]["id"]
     body = await gql(f"""mutation($e: ID!) {{ submitFeedback(input: {{executionId: $e, rating: 5}}) {{
         feedback {{ id }} {ERR} }} }}""", {"e": execution}, token=owner)
     feedback = body["data"]["submitFeedback"]["feedback"]["id"]
@@ -201,10 +246,30 @@ async def _world(gql, make_app, app) -> tuple[dict[str, str], dict[str, str]]:
         "Feedback": feedback, "ProviderCredential": node["providerCredentials"][0]["id"],
         "ApiKey": next(k["id"] for k in node["apiKeys"]["nodes"] if k["name"] == "EXECUTIONS_WRITE"),
         "AuditEvent": node["auditEvents"]["nodes"][0]["id"], "ModelConfig": body["data"]["models"][0]["id"],
-        "User": user_id,
+        "User": user_id, **experiments,
         **await _trace(gql, owner, execution),
     }
     return ids, keys
+
+
+async def _experiment(gql, owner: str, project: str, version: str) -> dict[str, str]:
+    """A dataset of one item, an evaluator and a DRAFT experiment of one variant on them."""
+    body = await gql(f"""mutation($p: ID!) {{ createDataset(input: {{projectId: $p, name: "d"}}) {{ dataset {{ id }}
+        {ERR} }} }}""", {"p": project}, token=owner)
+    dataset = body["data"]["createDataset"]["dataset"]["id"]
+    body = await gql(f"""mutation($d: ID!) {{ addDatasetItems(input: {{datasetId: $d, items: [{{variables: {{name:
+        "Bo"}}, expectedOutput: "Secret Bo"}}]}}) {{ items {{ id }} {ERR} }} }}""", {"d": dataset}, token=owner)
+    item = body["data"]["addDatasetItems"]["items"][0]["id"]
+    body = await gql(f"""mutation($p: ID!) {{ createEvaluator(input: {{projectId: $p, name: "json", type: JSON_VALID,
+        config: {{}}}}) {{ evaluator {{ id }} {ERR} }} }}""", {"p": project}, token=owner)
+    evaluator = body["data"]["createEvaluator"]["evaluator"]["id"]
+    body = await gql(f"""mutation($p: ID!, $d: ID!, $e: ID!, $v: ID!) {{ createExperiment(input: {{projectId: $p,
+        name: "x", type: EVALUATION, datasetId: $d, evaluatorIds: [$e], variants: [{{name: "v", versionId: $v}}]}})
+        {{ experiment {{ id variants {{ id }} }} {ERR} }} }}""",
+                     {"p": project, "d": dataset, "e": evaluator, "v": version}, token=owner)
+    experiment = body["data"]["createExperiment"]["experiment"]
+    return {"Dataset": dataset, "DatasetItem": item, "Evaluator": evaluator, "Experiment": experiment["id"],
+            "ExperimentVariant": experiment["variants"][0]["id"]}
 
 
 async def test_every_scope_reaches_exactly_what_it_may_read_on_every_path(gql, make_app, app):

@@ -13,7 +13,8 @@ def test_actions_with_the_same_rule_stay_distinct():
     assert Action.ADMIN_PROJECT.name == "ADMIN_PROJECT"
     assert [a.name for a in Action] == [
         "VIEW_PROJECT", "READ_PROMPTS", "WRITE_PROMPTS", "DELETE_PROMPTS", "READ_EXECUTIONS", "WRITE_EXECUTIONS",
-        "READ_TRACES", "READ_USAGE", "WRITE_TRACES", "ADMIN_PROJECT", "MANAGE_API_KEYS", "VIEW_MEMBERS",
+        "READ_TRACES", "READ_USAGE", "WRITE_TRACES",
+        "READ_EXPERIMENTS", "WRITE_EXPERIMENTS", "ADMIN_PROJECT", "MANAGE_API_KEYS", "VIEW_MEMBERS",
     ]
 
 

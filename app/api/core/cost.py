@@ -80,6 +80,17 @@ COSTS: Mapping[str, FieldCost] = {
     # Aggregates (percentiles) over a version's executions.
     "PromptVersion.stats": FieldCost(20),
     "Prompt.splitReport": FieldCost(20),
+    # An experiment's statistics: aggregates and arrays over all its runs' scores, then numpy/scipy (computed
+    # once per experiment and request, whoever asks; some 100 ms at 100,000 runs).
+    "ExperimentVariant.stats": FieldCost(50),
+    "Experiment.winner": FieldCost(50),
+    # Renders every variant for every dataset item in the sandbox and queues up to
+    # PROMPTSTUDIO_EXPERIMENT_MAX_RUNS runs: always spends from the caller's rate limit.
+    "Mutation.startExperiment": FieldCost(1_000, metered=True),
+    # Checks and inserts up to 10,000 items.
+    "Mutation.addDatasetItems": FieldCost(200),
+    # Checks its config in the sandbox (patterns, schemas, expressions).
+    "Mutation.createEvaluator": FieldCost(20),
     # The applications' hot path: a few indexed reads (deployments, bucket). Kept cheap on purpose.
     "Query.resolvePrompt": FieldCost(5),
     "Query.nodes": FieldCost(items="ids"),

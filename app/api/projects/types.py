@@ -20,6 +20,8 @@ from ..core.pagination import Connection
 from ..core.relay import Node, global_id, node, related
 from ..executions import resolvers as executions
 from ..executions.types import Execution, ExecutionFilter
+from ..experiments import resolvers as experiments
+from ..experiments.types import Dataset, Evaluator, Experiment, ExperimentStatus
 from ..identity import resolvers as identity
 from ..identity.types import ApiKey, AuditEvent, AuditFilter, User
 from ..prompts import resolvers as prompts
@@ -155,3 +157,17 @@ class Project(Node):
                                   "you may not read traces here.")
     async def trace(self, info: Info, trace_id: str) -> Trace | None:
         return await traces.project_trace(info, self.row, trace_id)
+
+    @strawberry.field(description="Newest first. Empty unless you may read experiments (EXPERIMENTS_READ).")
+    async def datasets(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[Dataset]:
+        return await experiments.project_datasets(info, self.row.id, first, after)
+
+    @strawberry.field(description="Newest first. Empty unless you may read experiments (EXPERIMENTS_READ).")
+    async def evaluators(self, info: Info, first: int | None = 20, after: str | None = None) -> Connection[Evaluator]:
+        return await experiments.project_evaluators(info, self.row.id, first, after)
+
+    @strawberry.field(description="Newest first, optionally of one status. Empty unless you may read experiments "
+                                  "(EXPERIMENTS_READ).")
+    async def experiments(self, info: Info, first: int | None = 20, after: str | None = None,
+                          status: ExperimentStatus | None = None) -> Connection[Experiment]:
+        return await experiments.project_experiments(info, self.row.id, first, after, status)

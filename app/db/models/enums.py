@@ -144,3 +144,40 @@ class SpanStatus(StrEnum):
     UNSET = "UNSET"
     OK = "OK"
     ERROR = "ERROR"
+
+
+class EvaluatorType(StrEnum):
+    """How an evaluator scores an output (``app.rules.evaluators`` says what each one's config is)."""
+
+    EXACT_MATCH = "EXACT_MATCH"
+    CONTAINS = "CONTAINS"
+    REGEX = "REGEX"
+    JSON_VALID = "JSON_VALID"
+    JSON_SCHEMA = "JSON_SCHEMA"
+    JMESPATH = "JMESPATH"
+    LEVENSHTEIN = "LEVENSHTEIN"
+    LLM_JUDGE = "LLM_JUDGE"
+    LATENCY = "LATENCY"
+    COST = "COST"
+
+
+class ExperimentType(StrEnum):
+    AB_TEST = "AB_TEST"
+    MULTI_VARIANT = "MULTI_VARIANT"
+    EVALUATION = "EVALUATION"
+
+
+class ExperimentStatus(StrEnum):
+    DRAFT = "DRAFT"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    ARCHIVED = "ARCHIVED"
+
+
+class ScoreSource(StrEnum):
+    """Who gave a score: one of the experiment's evaluators, a person (scoreRun), or feedback ratings."""
+
+    EVALUATOR = "EVALUATOR"
+    HUMAN = "HUMAN"
+    FEEDBACK = "FEEDBACK"

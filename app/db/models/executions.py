@@ -13,6 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, Money, created_at, enum_check, updated_at, uuid_pk
 from .enums import ExecutionEventType, ExecutionStatus, LogLevel, ValidationStatus
 
+#: The executions the per-project cap counts (see ``ix_executions_project_id_live``).
+LIVE_COUNTED = ("status IN ('PENDING', 'RUNNING') AND (experiment_run_id IS NULL OR environment IS NOT NULL)")
+
 
 class Execution(Base):
     __tablename__ = "executions"
@@ -54,6 +57,10 @@ class Execution(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(256))
     requested_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    #: The experiment run this execution is (an offline experiment queued it, or a live A/B test's split
+    #: served it); None for everything else.
+    experiment_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("experiment_runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
     started_at: Mapped[datetime | None] = mapped_column()
@@ -81,9 +88,12 @@ class Execution(Base):
         CheckConstraint("completed_at IS NULL OR started_at IS NULL OR completed_at >= started_at",
                         name="completed_after_started"),
         UniqueConstraint("project_id", "idempotency_key"),
-        # What the per-project cap counts: PENDING and RUNNING executions (partial, so it stays small).
+        # What the per-project cap counts: PENDING and RUNNING executions (partial, so it stays small), less
+        # the ones an offline experiment queued (no environment): the cap is for production traffic.
         Index("ix_executions_project_id_live", "project_id", "status",
-              postgresql_where=text("status IN ('PENDING', 'RUNNING')")),
+              postgresql_where=text(LIVE_COUNTED)),
+        Index("uq_executions_experiment_run_id", "experiment_run_id", unique=True,
+              postgresql_where=text("experiment_run_id IS NOT NULL")),
         Index("ix_executions_project_id_created_at_id", "project_id", "created_at", "id"),
         Index("ix_executions_prompt_id_created_at_id", "prompt_id", "created_at", "id"),
         Index("ix_executions_version_id_created_at", "version_id", "created_at"),
