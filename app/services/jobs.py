@@ -1,6 +1,6 @@
 """The job queue: work of any kind, in the ``jobs`` table, claimed by workers under one set of rules.
 
-The rules, whatever the kind (executions today; scoring, embeddings next):
+The rules, whatever the kind (executions, embeddings, the scoring of experiment runs):
 
 * **Enqueue** (:func:`enqueue`): a PENDING row, one per kind and subject, in the caller's transaction;
   ``NOTIFY ps_queue`` wakes idle workers when it commits.
