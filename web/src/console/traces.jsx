@@ -355,7 +355,7 @@ function TraceDetail({ api, project, traceId, spanId }) {
         ) : null}
       </div>
       <ErrorBox error={streamError} />
-      {t.error ? <div class="error" role="alert">{t.error}</div> : null}
+      {t.error ? <div class="error">First error: {t.error}</div> : null}
       <dl class="facts">
         <dt>Trace id</dt><dd><code>{t.traceId}</code></dd>
         <dt>Started</dt><dd>{when(t.startTime)}</dd>
@@ -540,6 +540,8 @@ function SpanDetail({ api, span: s }) {
 }
 
 function Value({ value }) {
-  if (typeof value === "string") return value.length > 120 || value.includes("\n") ? <pre class="code">{value}</pre> : <span class="code">{value}</span>;
+  if (typeof value === "string" && (value.length > 120 || value.includes("\n"))) return <pre class="code">{value}</pre>;
+  if (typeof value === "string") return <span class="code">{value}</span>;
+  if (value === null || typeof value !== "object") return <span class="code">{JSON.stringify(value)}</span>;
   return <pre class="code">{JSON.stringify(value, null, 2)}</pre>;
 }
