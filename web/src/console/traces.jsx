@@ -189,9 +189,9 @@ function TraceList({ api, project }) {
                 </td>
                 <td>
                   <a href={href("p", project.slug, "traces", t.traceId)}>{t.name || <span class="muted">{t.traceId}</span>}</a>
-                  {t.error ? <div class="small bad">{t.error}</div> : null}
+                  {t.error ? <div class="small bad clip" title={t.error}>{t.error}</div> : null}
                 </td>
-                <td>{when(t.startTime)}</td>
+                <td class="nowrap">{when(t.startTime)}</td>
                 <td class="n">{t.endTime ? ms(t.durationMs) : <span class="muted">open</span>}</td>
                 <td class="n">
                   {t.spanCount}
