@@ -1,9 +1,10 @@
 """The console's Traces section in a real browser, with no network but the server: traces arrive live
 (an execution's, and spans sent over OTLP in two requests, children before their root), filter by
 status, open as a span tree (nesting, kinds, an LLM span's usage, a span's attributes), by keyboard;
-an API key without TRACES_READ is told why it sees no traces."""
+an API key without TRACES_READ is told why it sees no traces; an open trace redraws as spans arrive."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -27,22 +28,34 @@ def uuid_of(gid: str) -> uuid.UUID:
     return uuid.UUID(base64.urlsafe_b64decode(gid + "=" * (-len(gid) % 4)).decode().split(":", 1)[1])
 
 
-def agent_spans(now_ms: int):
+def agent_spans(now_ms: int, trace: int = TRACE):
     """An agent's trace: agent (root) -> plan (LLM), search (TOOL) -> fetch (an HTTP call that failed)."""
     at = now_ms
     children = [
-        span(TRACE, PLAN, ROOT, name="plan", start_ms=at + 5, end_ms=at + 45,
+        span(trace, PLAN, ROOT, name="plan", start_ms=at + 5, end_ms=at + 45,
              attrs={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.provider": "openai",
                     "llm.token_count.prompt": 120, "llm.token_count.completion": 30,
                     "input.value": "Where is my order?", "output.value": "Search for it."}),
-        span(TRACE, SEARCH, ROOT, name="search", start_ms=at + 50, end_ms=at + 90,
+        span(trace, SEARCH, ROOT, name="search", start_ms=at + 50, end_ms=at + 90,
              attrs={"openinference.span.kind": "TOOL", "tool.name": "orders"}),
-        span(TRACE, FETCH, SEARCH, name="fetch", start_ms=at + 55, end_ms=at + 85, status=2, message="upstream timeout",
+        span(trace, FETCH, SEARCH, name="fetch", start_ms=at + 55, end_ms=at + 85, status=2, message="upstream timeout",
              attrs={"http.request.method": "GET", "url.full": "http://orders.internal/42"}),
     ]
-    root = span(TRACE, ROOT, name="agent", start_ms=at, end_ms=at + 100,
+    root = span(trace, ROOT, name="agent", start_ms=at, end_ms=at + 100,
                 attrs={"openinference.span.kind": "AGENT", "user.id": "user-7", "session.id": "s-1"})
     return children, root
+
+
+def subscribers(server) -> list:
+    return [sub for subs in server.bus._by_topic.values() for sub in subs]
+
+
+async def subscribed(server, before: list, timeout: float = 20) -> None:
+    """Wait until the server has a subscriber that is not in ``before`` (the page's feed has started)."""
+    deadline = time.monotonic() + timeout
+    while not any(all(sub is not old for old in before) for sub in subscribers(server)):
+        assert time.monotonic() < deadline, "the page did not subscribe to the feed"
+        await asyncio.sleep(0.05)
 
 
 async def row_names(page) -> list[str]:
@@ -157,7 +170,7 @@ async def test_traces_arrive_live_and_open_as_a_span_tree(gql, live, offline_pag
         assert page.blocked == [] and page.errors == [], (page.blocked, page.errors)
 
 
-async def test_an_api_key_without_traces_read_is_told_why(gql, live, offline_page):
+async def test_a_key_without_traces_read_is_told_why_and_one_with_it_sees_a_trace_grow(gql, live, offline_page):
     token, project_id, prompt_id, _ = await owner_with_prompt(gql)
     writer = await create_api_key(gql, token, project_id, ["TRACES_WRITE"], name="otel")
     key = await create_api_key(gql, token, project_id, ["PROMPTS_READ", "EXECUTIONS_READ"])
@@ -190,4 +203,22 @@ async def test_an_api_key_without_traces_read_is_told_why(gql, live, offline_pag
         await page.wait_for_url("**/console#/p/ann-proj/executions")
         await page.goto(f"{server.url}/console#/p/ann-proj/traces/{hex_of(TRACE, 32)}")
         await page.wait_for_selector(".spans tbody tr:nth-child(4)")
+
+        # a trace open while its spans arrive: children whose parent is missing are shown at the top, marked,
+        # then the root comes and the tree is redrawn with it
+        children, root = agent_spans((time.time_ns() - T0) // MS, TRACE + 1)
+        assert (await post(http, request(children), writer)).status_code == 200
+        before = subscribers(server)
+        await page.goto(f"{server.url}/console#/p/ann-proj/traces/{hex_of(TRACE + 1, 32)}")
+        await page.wait_for_selector(f'.detail[data-trace-id="{hex_of(TRACE + 1, 32)}"] .spans tbody tr:nth-child(3)')
+        tree = await page.eval_on_selector_all(
+            ".spans tbody tr", "trs => trs.map(tr => [tr.dataset.spanId, tr.dataset.depth, "
+                               "tr.querySelector('.span-name').textContent.includes('parent not arrived')])")
+        assert tree == [[hex_of(PLAN, 16), "0", True], [hex_of(SEARCH, 16), "0", True],
+                        [hex_of(FETCH, 16), "1", False]], tree
+        await subscribed(server, before)  # the open trace's feed
+        assert (await post(http, request([root]), writer)).status_code == 200
+        await page.wait_for_selector(f'.spans tbody tr:nth-child(4)[data-span-id="{hex_of(FETCH, 16)}"][data-depth="2"]',
+                                     timeout=20_000)
+        assert await page.text_content("#trace-title") == "agent ERROR"
         assert page.blocked == [] and page.errors == [], (page.blocked, page.errors)

@@ -306,14 +306,25 @@ function TraceDetail({ api, project, traceId, spanId }) {
 
   // The trace changes while it is open (spans arriving, an end, an error): read it again when the feed says so.
   useEffect(() => {
+    let connections = api.connections;
     setStreamError(null);
-    return api.subscribe(FEED, { projectId: project.id, filter: null }, {
+    const stop = api.subscribe(FEED, { projectId: project.id, filter: null }, {
       onData: ({ projectTraces: t }) => {
         const now = shown.current;
         if (t.traceId === traceId.toLowerCase() && (!now || now.updatedAt !== t.updatedAt)) reload();
       },
       onError: (err) => setStreamError(err.code === "FORBIDDEN" ? null : err),
     });
+    const off = api.onChange(() => {
+      if (api.connections > connections) {
+        connections = api.connections; // (re)connected: what changed while nobody listened
+        reload();
+      }
+    });
+    return () => {
+      stop();
+      off();
+    };
   }, [api, project.id, traceId, reload]);
 
   const back = (
@@ -321,9 +332,10 @@ function TraceDetail({ api, project, traceId, spanId }) {
       <a href={href("p", project.slug, "traces")}>← Traces</a>
     </p>
   );
+  const mine = q.data && q.data.traceId === traceId.toLowerCase() ? q.data : null; // not the last trace shown
   if (q.error) return <>{back}<ErrorBox error={q.error} /></>;
-  if (!q.data && q.loading) return <>{back}<Loading what="the trace" /></>;
-  if (!q.data) {
+  if (!mine && q.loading) return <>{back}<Loading what="the trace" /></>;
+  if (!mine) {
     return (
       <>
         {back}
@@ -334,7 +346,7 @@ function TraceDetail({ api, project, traceId, spanId }) {
       </>
     );
   }
-  const t = q.data;
+  const t = mine;
   const rows = spanTree(t.spans);
   const selected = spanId ? t.spans.find((s) => s.spanId === spanId) : null;
   const start = Date.parse(t.startTime);
@@ -370,6 +382,7 @@ function TraceDetail({ api, project, traceId, spanId }) {
         </dd>
         <dt>End user / session</dt><dd>{t.endUserId || "—"} / {t.sessionId || "—"}</dd>
         {t.tags.length ? (<><dt>Tags</dt><dd>{t.tags.map((x) => <span class="tag">{x}</span>)}</dd></>) : null}
+        {t.metadata !== null && t.metadata !== undefined ? (<><dt>Metadata</dt><dd><Value value={t.metadata} /></dd></>) : null}
       </dl>
       {t.truncated ? <p class="muted">The first {t.spans.length} spans of {t.spanCount}.</p> : null}
       <div class="columns">
