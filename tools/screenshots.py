@@ -5,8 +5,9 @@
 
 Starts `promptstudio serve` on a free port with a temporary data directory, loads the demo data
 (`promptstudio demo`), runs one slow execution so the console has something live to show, and
-drives headless Chromium (Playwright) through the landing page, GraphiQL and the console. Needs
-the built pages (tools/web_build.py) and Chromium (Debian's chromium package).
+drives headless Chromium (Playwright) through the landing page, GraphiQL and the console (its
+executions, prompts, a diff, deployments and traces). Needs the built pages (tools/web_build.py)
+and Chromium (Debian's chromium package).
 """
 from __future__ import annotations
 
@@ -87,6 +88,14 @@ async def shoot(base: str, out: Path, chromium: str | None) -> None:
         await page.goto(base + "/console#/p/demo/deployments")
         await page.wait_for_selector(".split")
         await save("console-deployments")
+        await page.goto(base + "/console#/p/demo/traces")
+        await page.wait_for_selector("table.traces tbody tr[data-status]")
+        await save("console-traces")
+        await page.click("table.traces tbody tr td:nth-child(2) a")
+        await page.wait_for_selector(".spans tr[data-kind=LLM] a.span-link")
+        await page.click(".spans tr[data-kind=LLM] a.span-link")
+        await page.wait_for_selector(".span-detail table.attributes")
+        await save("console-trace")
         await browser.close()
 
 

@@ -191,6 +191,9 @@ const CANCEL = `mutation Cancel($id: ID!) {
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
+// Its trace (written as the execution ends); a server without traces refuses the field: no link then.
+const TRACE_OF = `query TraceOf($id: ID!) { node(id: $id) { ... on Execution { trace { traceId } } } }`;
+
 function ExecutionDetail({ api, project, id }) {
   const full = useAsync(() => api.request(FULL, { id }).then((d) => d.node), [id]);
   const [live, setLive] = useState(null); // the execution as the stream says it is now
@@ -199,6 +202,8 @@ function ExecutionDetail({ api, project, id }) {
   const [streamError, setStreamError] = useState(null);
   const [cancelError, setCancelError] = useState(null);
   const reload = full.reload;
+  const ended = TERMINAL.has((live || full.data || {}).status);
+  const trace = useAsync(() => api.request(TRACE_OF, { id }).then((d) => d.node && d.node.trace, () => null), [id, ended]);
 
   useEffect(() => {
     setLive(null);
@@ -241,6 +246,12 @@ function ExecutionDetail({ api, project, id }) {
     <section aria-labelledby="execution-title" class="detail" data-execution-id={e.id} data-status={e.status}>
       <p>
         <a href={href("p", project.slug, "executions")}>← Executions</a>
+        {trace.data ? (
+          <>
+            {" · "}
+            <a href={href("p", project.slug, "traces", trace.data.traceId)} data-trace-link>Its trace</a>
+          </>
+        ) : null}
       </p>
       <div class="toolbar">
         <h2 id="execution-title">

@@ -4,7 +4,8 @@
 // {graphqlURL, wsURL, graphiqlURL, home}. Routes live in the address's hash:
 //   #/signin                      sign in (password, or a pasted session token / API key)
 //   #/                            the projects
-//   #/p/<slug>/<section>/...      a project's section (sections.js: executions, prompts, deployments)
+//   #/p/<slug>/<section>/...      a project's section (sections.js: executions, prompts, deployments,
+//                                 traces)
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Api, userErrorMessage } from "./api.js";
@@ -210,7 +211,12 @@ function SignedIn({ api, config, route }) {
         {project && !section ? <p class="empty">This server has no “{route[2]}” section.</p> : null}
       </main>
       <footer class="muted small">
-        Keys: <kbd>g</kbd> then <kbd>e</kbd> executions, <kbd>p</kbd> prompts, <kbd>d</kbd> deployments,{" "}
+        Keys: <kbd>g</kbd> then{" "}
+        {sections.map((s) => (
+          <>
+            <kbd>{s.key}</kbd> {s.title.toLowerCase()},{" "}
+          </>
+        ))}
         <kbd>h</kbd> projects; <kbd>Esc</kbd> back.
       </footer>
     </>
@@ -246,7 +252,7 @@ function ProjectList({ projects }) {
   );
 }
 
-/** g e / g p / g d / g h to move between sections; Esc goes up one level. */
+/** g e / g p / g d / g t (a section's key) / g h to move between sections; Esc goes up one level. */
 function useKeyboard(route) {
   // The "g" pressed just before a route change (a listener replaced) still counts for the next key.
   const pending = useRef({ prefix: false, timer: null });

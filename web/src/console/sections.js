@@ -11,30 +11,27 @@
 //             is shown only when the server's schema has them all (read once by introspection),
 //             so a console built before the API lands, or served by an older server, hides it.
 //
-// Two sections are planned and are NOT implemented here on purpose (their schema is not in the
-// API yet; see ../shared/contract/pending.txt):
-//   - traces:      [observability] Query/Project traces and the live feed
-//                  Subscription.projectTraces(projectId) — a live list like ExecutionsView
-//                  (executions.jsx), opening one trace to show its spans.
-//     Add: { id: "traces", title: "Traces", key: "t", view: TracesView,
-//            requires: ["Subscription.projectTraces"] }
+// One section is planned and is NOT implemented here on purpose (its schema is not in the API yet;
+// see ../shared/contract/pending.txt):
 //   - experiments: [experiments] Experiment, ExperimentRun and the live feed
 //                  Subscription.experimentProgress — a list of experiments and, per experiment, its
 //                  runs' progress and scores by variant.
 //     Add: { id: "experiments", title: "Experiments", key: "x", view: ExperimentsView,
 //            requires: ["Subscription.experimentProgress"] }
-// Write the view in a file of its own (traces.jsx, experiments.jsx) over the public GraphQL API
-// (api.request / api.subscribe), import it here, and add a browser test beside
-// tests/web/test_console.py.
+// Write the view in a file of its own (experiments.jsx; traces.jsx is an example of a live list with a
+// detail view) over the public GraphQL API (api.request / api.subscribe), import it here, and add a
+// browser test beside tests/web/test_console.py (test_console_traces.py is one).
 // ============================================================================================
 import { ExecutionsView } from "./executions.jsx";
 import { PromptsView } from "./prompts.jsx";
 import { DeploymentsView } from "./deployments.jsx";
+import { TracesView } from "./traces.jsx";
 
 export const SECTIONS = [
   { id: "executions", title: "Executions", key: "e", view: ExecutionsView, requires: ["Subscription.projectExecutions"] },
   { id: "prompts", title: "Prompts", key: "p", view: PromptsView, requires: [] },
   { id: "deployments", title: "Deployments", key: "d", view: DeploymentsView, requires: [] },
+  { id: "traces", title: "Traces", key: "t", view: TracesView, requires: ["Subscription.projectTraces"] },
 ];
 
 const ROOT_FIELDS = `{
