@@ -1,4 +1,4 @@
-"""The job queue: work that runs outside requests (executions today; scoring, embeddings next).
+"""The job queue: work that runs outside requests (executions, embeddings, the scoring of experiment runs).
 
 A row is live work only: PENDING (waiting for a worker, not before ``run_after``) or RUNNING
 (held by ``worker_id`` until ``lease_expires_at``). When the work ends, its handler records the
