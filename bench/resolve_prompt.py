@@ -206,7 +206,8 @@ async def seed(base: str, split: list[int]) -> tuple[str, str]:
         await gql(c, """mutation($i: SetTrafficSplitInput!) { setTrafficSplit(input: $i) {
                            deployments { id } userErrors { message } } }""",
                   {"i": {"promptId": prompt_id, "environment": "production",
-                         "splits": [{"versionId": v, "percentage": pct} for v, pct in zip(versions, split)]}}, token)
+                         "splits": [{"versionId": v, "percentage": pct}
+                                    for v, pct in zip(versions, split, strict=True)]}}, token)
         key = await gql(c, """mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) {
                                  secret userErrors { message } } }""",
                         {"i": {"projectId": project_id, "name": "bench", "scopes": ["PROMPTS_READ"]}}, token)
