@@ -151,13 +151,21 @@ class Pool:
         self._workers.add(worker)
         self._ensure_queue().put_nowait(worker)
 
-    async def _replace(self, worker: _Worker) -> None:
-        """Kill a worker that cannot be used again and start another in its place (in the background)."""
+    def _replace(self, worker: _Worker) -> None:
+        """Kill a worker that cannot be used again, at once (SIGKILL), and start another in its place. The
+        dead one is reaped and its successor started in the background: the caller (a request that was
+        cancelled, say) does not wait for either."""
         self._workers.discard(worker)
         self.replaced += 1
-        await worker.kill()
-        task = asyncio.get_running_loop().create_task(self._add())
+        if worker.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
+        task = asyncio.get_running_loop().create_task(self._reap_and_add(worker))
         task.add_done_callback(_log_failure)
+
+    async def _reap_and_add(self, worker: _Worker) -> None:
+        await worker.kill()  # already killed: waits for it to exit
+        await self._add()
 
     # ------------------------------------------------------------------ work
 
@@ -173,7 +181,7 @@ class Pool:
             await self._add()
         worker = await idle.get()
         if worker.process.returncode is not None:  # died while idle
-            await self._replace(worker)
+            self._replace(worker)
             return await self.run(task, args, limit_seconds=limit_seconds, what=what, grace=grace)
         healthy = False
         try:
@@ -195,7 +203,7 @@ class Pool:
             if healthy:
                 idle.put_nowait(worker)
             else:  # late, dead, cancelled, or it asked to be replaced
-                await asyncio.shield(self._replace(worker))
+                self._replace(worker)
         kind, value = reply
         if kind == "ok":
             return value

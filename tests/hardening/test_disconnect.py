@@ -110,7 +110,12 @@ async def test_renders_stop_when_the_client_hangs_up(gql, live, monkeypatch, cap
         hung_up = time.monotonic()
         await writer.wait_closed()
         # Every render waited for stops: those in a worker by killing it, the others never start.
-        await _until(lambda: len(ended) == RENDERS, 5, "every render to end")
+        try:
+            await _until(lambda: len(ended) == RENDERS, 5, "every render to end")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {len(started)} handed to a worker, {len(ended)} of {RENDERS} ended "
+                                 f"{[(round(t - hung_up, 2), o) for t, o in ended]}; pool: {pool.workers} workers, "
+                                 f"{pool.busy} busy, {pool.replaced - replaced} replaced") from None
         await asyncio.sleep(1.0)  # and nothing starts afterwards
         starts, ends = list(started), list(ended)
         assert len(starts) < RENDERS, len(starts)
