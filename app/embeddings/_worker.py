@@ -7,6 +7,8 @@ package are imported here.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from importlib.resources import files
 from typing import Any
 
@@ -97,7 +99,17 @@ def init(name: str, threads: int, nice: int) -> None:
             os.nice(nice)
         except OSError:
             pass
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     _model = MODELS[name]()
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this process when the one that started it is gone. A process pool's worker waits on a queue
+    whose pipe it holds both ends of, so it never sees its parent die (killed with SIGKILL, say): without
+    this it would live on, holding its model's memory."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
 
 
 def embed(texts: list[str], kind: str) -> list[list[float]]:

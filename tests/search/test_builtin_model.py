@@ -92,3 +92,43 @@ async def test_inference_runs_in_worker_processes_and_cuts_long_inputs():
         assert q != d  # E5 embeds queries and passages differently ("query: " / "passage: ")
     finally:
         builtin.close_workers()
+
+
+def test_a_model_worker_ends_when_the_process_that_started_it_is_killed(tmp_path):
+    """A server killed with SIGKILL (no shutdown) must not leave its model workers behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import asyncio, sys\n"
+              "from app.embeddings import builtin, _worker\n"
+              "pid = asyncio.run(builtin._lane('wordllama', 'query', 1).call(_worker.ping))\n"
+              "print(pid, flush=True)\n"
+              "sys.stdin.read()\n")  # wait to be killed
+    server = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        worker_pid = int(server.stdout.readline())
+        os.kill(worker_pid, 0)  # alive
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker_pid, 0)
+            except ProcessLookupError:
+                return  # gone
+            # a zombie (exited, not reaped by its new parent yet) counts as gone
+            try:
+                with open(f"/proc/{worker_pid}/stat") as f:
+                    if f.read().split(") ")[1].startswith("Z"):
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.1)
+        os.kill(worker_pid, signal.SIGKILL)
+        raise AssertionError("the model worker outlived the process that started it by 10 s")
+    finally:
+        if server.poll() is None:
+            server.kill()
