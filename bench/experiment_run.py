@@ -25,13 +25,10 @@ import argparse
 import asyncio
 import base64
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
-from resolve_prompt import database, free_port  # noqa: E402
+from resolve_prompt import database, gql, server  # noqa: E402
 
 from app.db.engine import plain_url  # noqa: E402
 
@@ -71,51 +68,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.stats_runs < 0 or args.stats_queries < 1:
         p.error("--stats-runs must be >= 0 and --stats-queries >= 1")
     return args
-
-
-@contextmanager
-def server(url: str, workers: int):
-    """The real app under uvicorn in a child process on 127.0.0.1, with ``workers`` queue workers."""
-    port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, PROMPTSTUDIO_WORKERS=str(workers), PROMPTSTUDIO_LOG_LEVEL="warning")
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app_from_env", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "on"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited with code {proc.returncode} before it was ready")
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not become ready within 60 s")
-            time.sleep(0.1)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def gql(client: httpx.AsyncClient, query: str, variables: dict, token: str | None = None) -> dict:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    resp = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
-    body = resp.json()
-    if resp.status_code != 200 or body.get("errors"):
-        raise SystemExit(f"request failed: {resp.status_code} {body}")
-    data = next(iter(body["data"].values()))
-    if isinstance(data, dict) and data.get("userErrors"):
-        raise SystemExit(f"request refused: {data['userErrors']}")
-    return data
 
 
 async def seed(client: httpx.AsyncClient, args: argparse.Namespace) -> tuple[str, str, list[str], list[str], str]:
@@ -239,7 +191,7 @@ async def run_stats(base: str, url: str, offline: dict, args: argparse.Namespace
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with database(args) as url, server(url, args.workers) as base:
+    with database(args) as url, server(url, 1, queue_workers=args.workers) as base:
         print(f"server {base}, {args.workers} workers; {args.variants} variants x {args.items:,} items = "
               f"{args.variants * args.items:,} runs (echo provider)", file=sys.stderr)
         offline = asyncio.run(run_offline(base, args))

@@ -132,10 +132,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(url: str, workers: int):
-    """The real app under uvicorn in a child process on 127.0.0.1; yields its base URL."""
+def server(url: str, workers: int, *, queue_workers: int = 0):
+    """The real app under uvicorn in a child process on 127.0.0.1 (``workers`` processes, each with
+    ``queue_workers`` execution workers); yields its base URL."""
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, PROMPTSTUDIO_WORKERS="0", PROMPTSTUDIO_LOG_LEVEL="warning")
+    env = dict(os.environ, DATABASE_URL=url, PROMPTSTUDIO_WORKERS=str(queue_workers),
+               PROMPTSTUDIO_LOG_LEVEL="warning")
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app_from_env", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "on",
            "--workers", str(workers)]
@@ -159,7 +161,7 @@ def server(url: str, workers: int):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -169,14 +171,15 @@ def server(url: str, workers: int):
 
 
 async def gql(client: httpx.AsyncClient, query: str, variables: dict, token: str | None = None) -> dict:
+    """The operation's one root field's value; any error or userError ends the benchmark, saying so."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     resp = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
     body = resp.json()
     if resp.status_code != 200 or body.get("errors"):
-        raise SystemExit(f"seeding failed: {resp.status_code} {body}")
+        raise SystemExit(f"request failed: {resp.status_code} {body}")
     data = next(iter(body["data"].values()))
     if isinstance(data, dict) and data.get("userErrors"):
-        raise SystemExit(f"seeding failed: {data['userErrors']}")
+        raise SystemExit(f"request refused: {data['userErrors']}")
     return data
 
 
