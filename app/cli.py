@@ -76,6 +76,24 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {value}")
+    return value
+
+
 def _load_settings(**overrides) -> Settings:
     from app.settings import Settings, SettingsError
 
@@ -212,21 +230,29 @@ def _listening(host: str, port: int) -> Iterator[list[socket.socket]]:
 
 def _run_uvicorn(config, sockets: list[socket.socket]) -> None:
     """``uvicorn.run`` for sockets bound already (what it does itself for --reload and --workers):
-    ``Server.run(sockets=...)`` serves them; the reloader passes them to each new server process.
+    ``Server.run(sockets=...)`` serves them; the reloader and the multiprocess supervisor pass them to
+    each server process they start.
     (``uvicorn.Config(fd=...)`` would take one socket only, and re-creates it as an AF_UNIX
     socket, so asyncio would not set TCP_NODELAY on the connections.)"""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import ChangeReload
+    from uvicorn.supervisors import ChangeReload, Multiprocess
 
     server = uvicorn.Server(config)
     if config.should_reload:
         ChangeReload(config, target=server.run, sockets=sockets).run()
+    elif config.workers > 1:
+        # Server processes sharing the listening sockets; one that dies is replaced. One that fails
+        # to start stops them all (uvicorn's supervisor): then exit as a failed start.
+        supervisor = Multiprocess(config, sockets=sockets)
+        supervisor.run()
+        if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+            sys.exit(STARTUP_FAILURE)
     else:
         config.load_app()
         server.run(sockets=sockets)
-    if not server.started and not config.should_reload:
-        sys.exit(STARTUP_FAILURE)  # as uvicorn.run; it has logged why
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)  # as uvicorn.run; it has logged why
 
 
 # ---------------------------------------------------------------------- commands
@@ -239,6 +265,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # The port first: when it is taken (or not ours to take) that is one line and exit code 1
     # before PostgreSQL, the migrations and the workers are started for nothing.
+    processes = 1 if args.reload else (args.workers or settings.server_processes or _cores())
+    if args.reload and args.workers and args.workers > 1:
+        logger.warning("--reload runs one server process; --workers %d is ignored", args.workers)
     with _listening(settings.host, settings.port) as sockets, _database(settings) as (url, _embedded):
         port = sockets[0].getsockname()[1]  # the one chosen when the port asked for is 0
         # The app (and uvicorn's reload workers, which are new processes) read their settings from the
@@ -255,6 +284,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if settings.console:
             print(f"Console: {_http_url(settings.host, port, '/console')}  (live executions, prompts, deployments)",
                   flush=True)
+        if processes > 1:
+            print(f"{processes} server processes, each with {settings.workers} worker tasks "
+                  "(--workers / PROMPTSTUDIO_SERVER_PROCESSES, PROMPTSTUDIO_WORKERS)", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         config = uvicorn.Config(
             APP_FACTORY,
@@ -262,6 +294,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=port,
             reload=args.reload,
+            workers=processes,
             reload_dirs=[str(APP_DIR)] if args.reload else None,
             log_level=settings.log_level,
             proxy_headers=True,
@@ -762,7 +795,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "0.0.0.0 for all interfaces)")
     serve.add_argument("--port", type=int, help="TCP port (default: PROMPTSTUDIO_PORT or 8000)")
     serve.add_argument("--reload", action="store_true",
-                       help="restart the server when a file under app/ changes (development)")
+                       help="restart the server when a file under app/ changes (development; one process)")
+    serve.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="server processes sharing the port and the database, each with its own event bus, "
+                            "caches and PROMPTSTUDIO_WORKERS worker tasks (default: PROMPTSTUDIO_SERVER_PROCESSES, "
+                            "else the number of CPU cores this process may use)")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser(

@@ -162,6 +162,9 @@ class Settings:
     #: Largest result a sandbox task may send back (bytes; rendered text is capped at a quarter, in characters).
     sandbox_max_output_bytes: int = 4_000_000
 
+    #: Server processes of ``promptstudio serve`` (0: one per CPU core; ``--workers`` overrides).
+    server_processes: int = 0
+
     # --- executions
     #: Concurrent worker tasks inside ``promptstudio serve`` (0 = no in-process workers).
     workers: int = 4
@@ -297,6 +300,7 @@ class Settings:
             sandbox_memory_mb=_int("PROMPTSTUDIO_SANDBOX_MEMORY_MB", 256, minimum=32, maximum=65536),
             sandbox_max_output_bytes=_int("PROMPTSTUDIO_SANDBOX_MAX_OUTPUT_BYTES", 4_000_000, minimum=4096),
             workers=_int("PROMPTSTUDIO_WORKERS", 4, minimum=0, maximum=256),
+            server_processes=_int("PROMPTSTUDIO_SERVER_PROCESSES", 0, minimum=0, maximum=256),
             lease_seconds=_int("PROMPTSTUDIO_LEASE_SECONDS", 30, minimum=2),
             heartbeat_seconds=_float("PROMPTSTUDIO_HEARTBEAT_SECONDS", 10.0, minimum=0.1),
             poll_seconds=_float("PROMPTSTUDIO_POLL_SECONDS", 5.0, minimum=0.1),

@@ -22,6 +22,8 @@ from typing import Any
 # Cheap password hashing for tests (sign-ups are in most tests); production keeps RFC 9106's cost.
 os.environ.setdefault("PROMPTSTUDIO_ARGON2_TIME_COST", "1")
 os.environ.setdefault("PROMPTSTUDIO_ARGON2_MEMORY_KIB", "8192")
+# `promptstudio serve` started by a test runs one server process unless the test asks for more (--workers).
+os.environ.setdefault("PROMPTSTUDIO_SERVER_PROCESSES", "1")
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402

@@ -36,7 +36,7 @@ def test_help_lists_the_commands_and_points_to_the_settings():
 def test_serve_help_lists_its_options():
     result = cli("serve", "--help")
     assert result.returncode == 0, result.stderr
-    for option in ("--host", "--port", "--reload"):
+    for option in ("--host", "--port", "--reload", "--workers"):
         assert option in result.stdout
 
 
@@ -72,32 +72,62 @@ def test_an_unreachable_database_url_is_a_one_line_error():
     assert "Traceback" not in result.stderr
 
 
-def test_serve_runs_the_embedded_database_and_sigterm_stops_both(tmp_path):
+def _server_processes(supervisor: subprocess.Popen) -> list[psutil.Process]:
+    """The server processes `serve --workers N` started (uvicorn's children running our app)."""
+    return [p for p in psutil.Process(supervisor.pid).children()
+            if "multiprocessing" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def _graphql_typename(base: str) -> dict:
+    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": "{ __typename }"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def _wait_ready(server: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, server.stdout.read()
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready in 60 s"
+        time.sleep(0.2)
+
+
+def test_serve_with_two_processes_on_the_embedded_database_and_sigterm_stops_all(tmp_path):
+    """`serve --workers 2`: two server processes share the port and the embedded PostgreSQL; one that
+    dies is replaced while the other serves; SIGTERM stops them and PostgreSQL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "PROMPTSTUDIO_DATA_DIR": str(tmp_path), "PROMPTSTUDIO_WORKERS": "0",
            "PROMPTSTUDIO_LOG_LEVEL": "warning"}
     env.pop("DATABASE_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"],
+                              cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    children: list[psutil.Process] = []
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
+        _wait_ready(server, base)
+        assert _graphql_typename(base) == {"data": {"__typename": "Query"}}
+        children = _server_processes(server)
+        assert len(children) == 2, [p.cmdline() for p in children]
+        # Each process answers on its own: stop one, and every new connection still gets an answer.
+        children[0].kill()
+        children[0].wait(10)
+        for _ in range(10):
+            assert _graphql_typename(base) == {"data": {"__typename": "Query"}}
+        deadline = time.monotonic() + 60  # ... and the supervisor starts a replacement
+        while len(replaced := _server_processes(server)) < 2 or children[0].pid in {p.pid for p in replaced}:
+            assert time.monotonic() < deadline, "the dead server process was not replaced in 60 s"
             time.sleep(0.2)
-        request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": "{ __typename }"}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert json.load(response) == {"data": {"__typename": "Query"}}
+        children = replaced
         pidfile = tmp_path / "pgdata" / "postmaster.pid"
         postmaster = int(pidfile.read_text().splitlines()[0])
     finally:
@@ -105,8 +135,16 @@ def test_serve_runs_the_embedded_database_and_sigterm_stops_both(tmp_path):
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     assert f"GraphQL endpoint: {base}/graphql" in output
+    assert "2 server processes" in output
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children)
     assert not pidfile.exists()
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+
+
+def test_serve_workers_must_be_a_positive_number():
+    result = cli("serve", "--workers", "0")
+    assert result.returncode == 2
+    assert "--workers: must be between 1 and 256, got 0" in result.stderr
 
 
 def _serve_refused(tmp_path: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

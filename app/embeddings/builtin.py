@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -65,7 +66,8 @@ class _Lane:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker.init, initargs=(self.name, self.threads, self.nice))
+                                             initializer=_worker.init,
+                                             initargs=(self.name, self.threads, self.nice, os.getpid()))
         return self._pool
 
     async def call(self, fn, *args):
