@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds (default: 600)")
     p.add_argument("--profile", metavar="FILE",
                    help="record the server with py-spy (must be installed) during the load into FILE (speedscope "
-                        "JSON if it ends in .json, else an SVG flame graph)")
+                        "JSON if it ends in .json, collapsed stacks if .txt, else an SVG flame graph)")
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                    help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
     p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         key, project, prompt = asyncio.run(seeded())
         spy = None
         if args.profile:
-            fmt = ["--format", "speedscope"] if args.profile.endswith(".json") else []
+            fmt = (["--format", "speedscope"] if args.profile.endswith(".json")
+                   else ["--format", "raw"] if args.profile.endswith(".txt") else [])
             spy = subprocess.Popen(["py-spy", "record", "-p", str(spid), "-o", args.profile, "--rate", "200",
                                     "--subprocesses", *fmt], stdout=subprocess.DEVNULL)
             time.sleep(1)
