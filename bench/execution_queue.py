@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=4,
                    help="worker tasks per process (PROMPTSTUDIO_WORKERS) in the server and in each worker process "
                         "(default: 4)")
+    p.add_argument("--server-workers", type=int,
+                   help="worker tasks in the server only (default: --workers; 0: the server only enqueues, so its CPU "
+                        "is executePrompt's and the worker processes' is the runs')")
     p.add_argument("--worker-processes", type=int, default=0,
                    help="extra `promptstudio worker` processes on the same database (default: 0)")
     p.add_argument("--idle-probes", type=int, default=30,
@@ -83,8 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 1 <= args.executions <= 1_000_000 or not 1 <= args.concurrency <= 1000:
         p.error("--executions is 1 to 1,000,000 and --concurrency 1 to 1000")
-    if args.workers < 1 or not 0 <= args.worker_processes <= 64 or args.idle_probes < 0:
-        p.error("--workers must be >= 1, --worker-processes 0 to 64, --idle-probes >= 0")
+    if args.server_workers is None:
+        args.server_workers = args.workers
+    if args.workers < 1 or not 0 <= args.worker_processes <= 64 or args.idle_probes < 0 or args.server_workers < 0:
+        p.error("--workers must be >= 1, --server-workers >= 0, --worker-processes 0 to 64, --idle-probes >= 0")
+    if args.server_workers == 0 and args.worker_processes == 0:
+        p.error("with --server-workers 0, give --worker-processes (someone must run the executions)")
     return args
 
 
@@ -296,8 +303,9 @@ def report(result: dict, args: argparse.Namespace) -> int:
     n = len(lat)
     span = ((max(_ts(r["completedAt"]) for r in done) - min(_ts(r["createdAt"]) for r in measured))
             .total_seconds() if done else float("nan"))
-    print(f"execution queue benchmark: {args.executions} executions, {args.concurrency} clients, {args.workers} "
-          f"worker tasks in the server + {args.worker_processes} worker process(es) x {args.workers}, "
+    print(f"execution queue benchmark: {args.executions} executions, {args.concurrency} clients, "
+          f"{args.server_workers} worker tasks in the server + {args.worker_processes} worker process(es) x "
+          f"{args.workers}, "
           f"{os.cpu_count()} CPU(s)")
     print(f"  enqueued       {n} ok, {len(result['errors'])} errors in {result['enqueue_wall']:.2f} s: "
           f"{n / result['enqueue_wall']:.1f}/s")
@@ -330,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         url = stack.enter_context(database(args))
         pg = postmaster_pid(url)
         before = set(_children().get(os.getpid(), []))
-        base = stack.enter_context(server(url, 1, queue_workers=args.workers))
+        base = stack.enter_context(server(url, 1, queue_workers=args.server_workers))
         spid = server_pid(before)
         procs = stack.enter_context(worker_processes(url, args.worker_processes, args.workers))
 
