@@ -9,15 +9,16 @@ run along (``app.services.experiment_runs``). ``start`` makes the ``Run`` that c
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import Execution, Job
 from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
 from app.services import experiment_runs
-from app.services.execution_events import emit_event, finish, write_log
+from app.services.execution_events import Events, emit_event, finish, write_log
 from app.services.execution_traces import write_execution_trace
 from app.services.executions import JOB_KIND
 from app.settings import Settings
@@ -43,34 +44,42 @@ class ExecutionHandler:
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]):
         self.settings = settings
         self.sessionmaker = sessionmaker
+        #: Executions this process claimed, by job id, until ``load`` hands them to their run.
+        self._claimed: dict[uuid.UUID, Execution] = {}
 
     def start(self, job: Job, execution: Execution, worker_id: str) -> Run:
         return Run(settings=self.settings, sessionmaker=self.sessionmaker, worker_id=worker_id, execution=execution,
                    job=job, hooks=self)
 
     async def load(self, job: Job) -> Execution | None:
-        """The execution a claimed job is about (as ``claimed`` left it)."""
+        """The execution a claimed job is about (as ``claimed`` left it: no query when it was this process)."""
+        row = self._claimed.pop(job.id, None)
+        if row is not None:
+            return row
         async with self.sessionmaker() as session:
             return await session.get(Execution, job.subject_id)
 
     # ------------------------------------------------------------------ queue hooks
 
     async def claimed(self, session: AsyncSession, job: Job) -> bool:
-        row = await _locked(session, job)
-        if row is None or row.status != ExecutionStatus.PENDING.value:
+        # One statement: RUNNING if still PENDING (the row lock is taken by the update), read back whole.
+        stmt = (update(Execution)
+                .where(Execution.id == job.subject_id, Execution.status == ExecutionStatus.PENDING.value)
+                .values(status=ExecutionStatus.RUNNING.value, started_at=job.started_at, attempts=job.attempts,
+                        max_attempts=job.max_attempts, updated_at=job.started_at)
+                .returning(Execution))
+        row = (await session.execute(select(Execution).from_statement(stmt)
+                                     .execution_options(populate_existing=True))).scalar_one_or_none()
+        if row is None:
             return False  # deleted, or finished meanwhile: nothing to run
-        now = await _now(session)
-        row.status = ExecutionStatus.RUNNING.value
-        row.started_at = now
-        row.attempts = job.attempts
-        row.max_attempts = job.max_attempts
-        row.updated_at = now
-        await session.flush()
-        await emit_event(session, row, ExecutionEventType.STARTED.value)
-        await write_log(session, row, LogLevel.DEBUG,
-                        f"claimed by worker {job.worker_id} (attempt {job.attempts} of {job.max_attempts})",
-                        {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
+        events = Events()
+        events.event(row, ExecutionEventType.STARTED.value)
+        events.log(row, LogLevel.DEBUG, f"claimed by worker {job.worker_id} (attempt {job.attempts} of "
+                                        f"{job.max_attempts})",
+                   {"worker": job.worker_id, "attempt": job.attempts, "maxAttempts": job.max_attempts})
+        await events.record(session)
         await experiment_runs.execution_started(session, row)
+        self._claimed[job.id] = row
         return True
 
     async def requeued(self, session: AsyncSession, job: Job, reason: str) -> None:

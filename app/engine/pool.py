@@ -1,7 +1,10 @@
 """The worker pool of one process: N concurrent tasks running jobs of every kind it has a handler for.
 
-* Worker tasks claim jobs (``app.services.jobs.claim``: priority, then age) and run them through
-  their kind's handler; idle ones wait for a NOTIFY or poll every ``poll_seconds``.
+* Worker tasks claim jobs (``app.services.jobs.claim_many``: priority, then age) and run them through
+  their kind's handler; idle ones wait for a NOTIFY or poll every ``poll_seconds``. One task claims at a
+  time, for itself and every other idle task (one transaction for the batch, never more jobs than idle
+  tasks, so a process does not hoard work other processes could run); the others take theirs from the
+  batch (``ready``) at once.
 * One dedicated asyncpg connection LISTENs on ``ps_queue`` (wake idle workers at once) and
   ``ps_cancel`` (payload: a job id; stop its run if it is ours). If it drops, it is re-opened with
   back-off; meanwhile the workers fall back to polling, and after a reconnect everyone looks again.
@@ -17,6 +20,7 @@ adding a handler to :func:`handlers`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import socket
@@ -76,6 +80,14 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
+        #: Jobs claimed for idle tasks and not yet started (with their subjects), oldest first.
+        self._ready: collections.deque[tuple[Job, Any]] = collections.deque()
+        self._claiming = asyncio.Lock()
+        self._busy = 0
+        #: Wake-ups so far (NOTIFYs, reconnects, reaped leases), and their count when the last claim that found
+        #: fewer jobs than it asked for began: a task woken by no later one has nothing to look for.
+        self._wakeups = 0
+        self._drained_at = -1
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,12 +120,20 @@ class WorkerPool:
             if not t.done():
                 t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._ready:  # claimed for a task that is gone: back to the queue, the attempt not counted
+            job, _ = self._ready.popleft()
+            try:
+                await jobs.release(self.sessionmaker, job.id, self.worker_id, self.handlers[job.kind],
+                                   "the worker is stopping")
+            except Exception:
+                log.exception("could not hand job %s back; its lease will expire", job.id)
         self._tasks.clear()
         self._wakes.clear()
         await self._close_listener()
         log.info("workers stopped (%s)", self.worker_id)
 
     def wake_all(self) -> None:
+        self._wakeups += 1
         for wake in self._wakes:
             wake.set()
 
@@ -174,11 +194,11 @@ class WorkerPool:
     # ------------------------------------------------------------------ loops
 
     async def _worker_loop(self, wake: asyncio.Event) -> None:
+        polled = True  # the first look, and every look after a poll interval, claims whatever is due
         while not self._stopping.is_set():
             wake.clear()
             try:
-                job = await jobs.claim(self.sessionmaker, self.worker_id, self.handlers, self.settings.lease_seconds)
-                run = await self._start(job) if job is not None else None
+                job, run = await self._next(None if polled else self._wakeups)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -187,28 +207,49 @@ class WorkerPool:
             if job is None or run is None:
                 try:
                     await asyncio.wait_for(wake.wait(), self.settings.poll_seconds)
+                    polled = False
                 except TimeoutError:
-                    pass
+                    polled = True  # jobs whose run_after came wake nobody
                 continue
+            polled = False
             self.runs[job.id] = run
             if self._stopping.is_set():
                 run.request_stop(STOP_SHUTDOWN)
+            self._busy += 1
             try:
                 await run.execute()
             finally:
+                self._busy -= 1
                 self.runs.pop(job.id, None)
 
-    async def _start(self, job: Job) -> Running | None:
-        handler = self.handlers[job.kind]
-        subject = await handler.load(job)
-        if subject is None:  # deleted between the claim and now: its lease expires and the reaper tidies up
-            return None
-        return handler.start(job, subject, self.worker_id)
+    async def _next(self, woken_at: int | None) -> tuple[Job | None, Running | None]:
+        """A job and its run: from the batch another task claimed, or claimed now (with jobs for the other idle
+        tasks, who are woken to take them). ``woken_at``: the wake-ups count when this task was woken (None: it
+        polled), to skip a claim that one begun since then has made pointless."""
+        async with self._claiming:
+            pointless = woken_at is not None and self._drained_at >= woken_at
+            if not self._ready and not self._stopping.is_set() and not pointless:
+                idle = self.concurrency - self._busy
+                started_at = self._wakeups
+                batch = await jobs.claim_many(self.sessionmaker, self.worker_id, self.handlers,
+                                              self.settings.lease_seconds, max(1, idle))
+                if batch.short:
+                    self._drained_at = max(self._drained_at, started_at)
+                for job in batch.jobs:
+                    subject = await self.handlers[job.kind].load(job)
+                    if subject is not None:  # deleted between the claim and now: the reaper tidies up
+                        self._ready.append((job, subject))
+                if len(self._ready) > 1:
+                    self.wake_all()
+            if not self._ready:
+                return None, None
+            job, subject = self._ready.popleft()
+        return job, self.handlers[job.kind].start(job, subject, self.worker_id)
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.heartbeat_seconds)
-            ids = list(self.runs)
+            ids = list(self.runs) + [job.id for job, _ in self._ready]
             if not ids:
                 continue
             try:

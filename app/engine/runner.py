@@ -27,8 +27,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app import sandbox
-from app.db.models import Execution, Job, Validation
-from app.db.models.enums import ExecutionEventType, ExecutionStatus, LogLevel
+from app.db.models import Execution, Job, Prompt, PromptVersion, Validation
+from app.db.models.enums import ExecutionEventType, ExecutionStatus, JobStatus, LogLevel
 from app.providers import (
     Credential,
     ProviderError,
@@ -43,7 +43,7 @@ from app.providers import (
 from app.rules.validation import ValidationOutcome, ValidationResultData, ValidationSpec
 from app.services import crypto, experiment_runs, jobs
 from app.services.credentials import MissingCredential, credential_for
-from app.services.execution_events import emit_event, finish, write_log
+from app.services.execution_events import Events, finish
 from app.services.execution_traces import CallRecord, Retry, ValidationRecord, write_execution_trace
 from app.services.models import price_call
 from app.services.traces import SpanUsage
@@ -142,6 +142,13 @@ class Run:
             self.stop_reason = reason
         self.wake.set()
 
+    def _log(self, level: str, message: str, metadata: dict | None) -> None:
+        """A log for the next write (a flush, or the final state): like text, it waits up to FLUSH_SECONDS, so a
+        fast call's logs go out with its final state in one transaction."""
+        self.pending_logs.append((level, message, metadata))
+        if self.pending_since is None:
+            self.pending_since = time.monotonic()
+
     # ------------------------------------------------------------------ the run
 
     async def execute(self) -> None:
@@ -163,9 +170,8 @@ class Run:
         except _Fail as exc:
             await self._finish_failed(str(exc))
             return
-        self.pending_logs.append((LogLevel.INFO.value, f"calling {plan.provider_name} model {plan.model} (streaming)",
-                                  {"provider": plan.provider_name, "model": plan.model,
-                                   "baseUrl": plan.credential.base_url}))
+        self._log(LogLevel.INFO.value, f"calling {plan.provider_name} model {plan.model} (streaming)",
+                  {"provider": plan.provider_name, "model": plan.model, "baseUrl": plan.credential.base_url})
         self.call_started = time.monotonic()
         self.call_started_at = datetime.now(UTC)
         producer = asyncio.create_task(self._produce(plan), name=f"stream {row.id}")
@@ -216,20 +222,20 @@ class Run:
             except MissingCredential as exc:
                 raise _Fail(str(exc)) from None
         kind = (row.rendered_prompt or {}).get("kind", "TEXT")
-        self.pending_logs.append((LogLevel.DEBUG.value,
-                                  f"prepared the {kind} prompt rendered at submission: {len(request.messages)} "
-                                  f"message{'s' if len(request.messages) != 1 else ''}"
-                                  + (" and a system prompt" if request.system else ""), None))
+        self._log(LogLevel.DEBUG.value,
+                  f"prepared the {kind} prompt rendered at submission: {len(request.messages)} "
+                  f"message{'s' if len(request.messages) != 1 else ''}"
+                  + (" and a system prompt" if request.system else ""), None)
         return Plan(provider, name, request.model, request, credential)
 
     async def _produce(self, plan: Plan) -> None:
         async def on_retry(error: ProviderError, number: int, delay: float) -> None:
             self.retries = number
             self.retry_events.append(Retry(datetime.now(UTC), error.message, error.status, delay))
-            self.pending_logs.append((LogLevel.WARN.value,
-                                      f"{plan.provider_name} call failed: {error.message}; retry {number} of "
-                                      f"{self.settings.provider_retries} in {delay:.1f} s",
-                                      {"status": error.status, "retryAfter": error.retry_after}))
+            self._log(LogLevel.WARN.value,
+                      f"{plan.provider_name} call failed: {error.message}; retry {number} of "
+                      f"{self.settings.provider_retries} in {delay:.1f} s",
+                      {"status": error.status, "retryAfter": error.retry_after})
             self.wake.set()
 
         events = stream_with_retries(plan.provider, plan.request, plan.credential,
@@ -266,13 +272,14 @@ class Run:
             if done:
                 return  # what is still pending goes out with the final state
             since = self.pending_since
-            due = self.pending_logs or (self.pending and since is not None and (
-                self.pending_chars >= FLUSH_CHARS or time.monotonic() - since >= FLUSH_SECONDS))
+            waiting = bool(self.pending or self.pending_logs) and since is not None
+            due = waiting and since is not None and (
+                self.pending_chars >= FLUSH_CHARS or time.monotonic() - since >= FLUSH_SECONDS)
             if due:
                 await self._flush()
                 continue
             timeout = None
-            if self.pending and since is not None:
+            if waiting and since is not None:
                 timeout = max(0.0, since + FLUSH_SECONDS - time.monotonic())
             waiter = asyncio.ensure_future(self.wake.wait())
             try:
@@ -289,14 +296,14 @@ class Run:
     def _ttft_ms(self) -> int | None:
         return None if self.first_token is None else int((self.first_token - self.call_started) * 1000)
 
-    async def _write_pending(self, session: AsyncSession, delta: str, logs) -> None:
+    def _write_pending(self, events: Events, delta: str, logs) -> None:
         for level, message, meta in logs:
-            await write_log(session, self.id, level, message, meta)
+            events.log(self.id, level, message, meta)
         if delta and not self.first_token_logged:
             self.first_token_logged = True
-            await write_log(session, self.id, LogLevel.DEBUG, f"first token after {self._ttft_ms()} ms")
+            events.log(self.id, LogLevel.DEBUG, f"first token after {self._ttft_ms()} ms")
         if delta:
-            await emit_event(session, self.id, ExecutionEventType.OUTPUT_DELTA.value, delta=delta)
+            events.event(self.id, ExecutionEventType.OUTPUT_DELTA.value, delta=delta)
 
     async def _flush(self) -> None:
         delta, logs = self._take_pending()
@@ -315,19 +322,29 @@ class Run:
             if held is None:
                 self.request_stop(STOP_LEASE_LOST)
                 return
-            await self._write_pending(session, delta, logs)
+            events = Events()
+            self._write_pending(events, delta, logs)
+            await events.record(session)
         if held[0] is not None:
             self.request_stop(STOP_CANCEL)
 
     # ------------------------------------------------------------------ the end
 
-    async def _locked_row(self, session: AsyncSession) -> Execution | None:
-        """The execution, locked, while this worker still holds its job (which is locked too); else None."""
-        if await jobs.lock_held(session, self.job.id, self.worker_id) is None:
+    async def _locked_row(self, session: AsyncSession) -> tuple[Execution, datetime, tuple[str, int]] | None:
+        """The execution, locked, while this worker still holds its job (which is locked too), with the
+        transaction's now() and its prompt's name and version number (for its trace); else None. One statement."""
+        found = (await session.execute(
+            select(Execution, func.now(), Prompt.name, PromptVersion.number)
+            .join(Job, (Job.subject_id == Execution.id) & (Job.id == self.job.id))
+            .join(PromptVersion, PromptVersion.id == Execution.version_id)
+            .join(Prompt, Prompt.id == PromptVersion.prompt_id)
+            .where(Execution.id == self.id, Execution.status == ExecutionStatus.RUNNING.value,
+                   Job.worker_id == self.worker_id, Job.status == JobStatus.RUNNING.value)
+            .with_for_update(of=[Execution.__table__, Job.__table__])
+            .execution_options(populate_existing=True))).first()
+        if found is None:
             return None
-        return (await session.execute(
-            select(Execution).where(Execution.id == self.id, Execution.status == ExecutionStatus.RUNNING.value)
-            .with_for_update().execution_options(populate_existing=True))).scalar_one_or_none()
+        return found[0], found[1], (found[2], found[3])
 
     async def _end(self, session: AsyncSession, row: Execution, status: ExecutionStatus, now: datetime) -> None:
         """The execution's final state, and its job removed, in one transaction."""
@@ -340,16 +357,18 @@ class Run:
         """FAILED before any provider call (nothing was streamed)."""
         delta, logs = self._take_pending()
         async with self.sessionmaker() as session, session.begin():
-            row = await self._locked_row(session)
-            if row is None:
+            locked = await self._locked_row(session)
+            if locked is None:
                 return
-            await self._write_pending(session, delta, logs)
-            now = (await session.execute(select(func.now()))).scalar_one()
+            row, now, names = locked
+            events = Events()
+            self._write_pending(events, delta, logs)
             row.error = message
             await self._end(session, row, ExecutionStatus.FAILED, now)
-            await write_log(session, row, LogLevel.ERROR, message)
-            await emit_event(session, row, ExecutionEventType.FAILED.value)
-            await write_execution_trace(session, row)
+            events.log(row, LogLevel.ERROR, message)
+            events.event(row, ExecutionEventType.FAILED.value)
+            await events.record(session)
+            await write_execution_trace(session, row, names=names)
             await experiment_runs.execution_ended(session, row, self.settings)
 
     async def _finish(self, status: ExecutionStatus, plan: Plan, *, error: str | None) -> None:
@@ -374,41 +393,44 @@ class Run:
                 status = ExecutionStatus.CANCELLED
         delta, logs = self._take_pending()
         async with self.sessionmaker() as session, session.begin():
-            row = await self._locked_row(session)
-            if row is None:
+            locked = await self._locked_row(session)
+            if locked is None:
                 log.warning("execution %s: lease lost before it could be finished", self.id)
                 return
+            # Everything below is one flush of the row, one statement for the events and logs, the job's
+            # removal, the price lookup and the trace: the whole end in a handful of round trips.
+            row, now, names = locked
+            events = Events()
             if delta:
                 row.output = (row.output or "") + delta
                 if row.time_to_first_token_ms is None:
                     row.time_to_first_token_ms = self._ttft_ms()
-                await session.flush()
-            await self._write_pending(session, delta, logs)
-            now = (await session.execute(select(func.now()))).scalar_one()
+            self._write_pending(events, delta, logs)
             latency = int(((self.ended or time.monotonic()) - self.call_started) * 1000)
-            usage = await self._record_usage(session, row, plan, output, latency, status)
+            usage = await self._record_usage(session, events, row, plan, output, latency, status)
             if outcome is not None:
-                await self._record_validations(session, row, outcome)
+                self._record_validations(events, row, outcome)
             if status == ExecutionStatus.COMPLETED and row.output is None:
                 row.output = ""  # the model answered with nothing
             row.latency_ms = latency
             row.error = error
             await self._end(session, row, status, now)
             if status == ExecutionStatus.COMPLETED:
-                await write_log(session, row, LogLevel.INFO, f"completed in {latency} ms",
-                                {"latencyMs": latency, "timeToFirstTokenMs": row.time_to_first_token_ms})
-                await emit_event(session, row, ExecutionEventType.COMPLETED.value)
+                events.log(row, LogLevel.INFO, f"completed in {latency} ms",
+                           {"latencyMs": latency, "timeToFirstTokenMs": row.time_to_first_token_ms})
+                events.event(row, ExecutionEventType.COMPLETED.value)
             elif status == ExecutionStatus.CANCELLED:
-                await write_log(session, row, LogLevel.INFO, "cancelled as requested; the provider stream was stopped")
-                await emit_event(session, row, ExecutionEventType.CANCELLED.value)
+                events.log(row, LogLevel.INFO, "cancelled as requested; the provider stream was stopped")
+                events.event(row, ExecutionEventType.CANCELLED.value)
             else:
-                await write_log(session, row, LogLevel.ERROR, error or "failed")
-                await emit_event(session, row, ExecutionEventType.FAILED.value)
+                events.log(row, LogLevel.ERROR, error or "failed")
+                events.event(row, ExecutionEventType.FAILED.value)
+            await events.record(session)
             call = CallRecord(provider=plan.provider_name, model=plan.model,
                               started_at=self.call_started_at or now, latency_ms=latency,
                               time_to_first_token_ms=row.time_to_first_token_ms, usage=usage, error=error,
                               retries=self.retry_events, parameters=_parameters(plan.request))
-            await write_execution_trace(session, row, call=call, validation=self.validation_record)
+            await write_execution_trace(session, row, call=call, validation=self.validation_record, names=names)
             await experiment_runs.execution_ended(session, row, self.settings)
 
     async def _validate(self, output: str, specs: list[ValidationSpec]) -> ValidationOutcome | None:
@@ -450,8 +472,8 @@ class Run:
             self.wake.clear()
             await self.wake.wait()
 
-    async def _record_usage(self, session: AsyncSession, row: Execution, plan: Plan, output: str, latency: int,
-                            status: ExecutionStatus) -> SpanUsage | None:
+    async def _record_usage(self, session: AsyncSession, events: Events, row: Execution, plan: Plan, output: str,
+                            latency: int, status: ExecutionStatus) -> SpanUsage | None:
         """Tokens (reported or counted) and cost at the prices in force, on the execution and in its logs;
         returned for the call's span, which records them (its ``llm_usage`` row).
 
@@ -477,10 +499,9 @@ class Run:
             if plan.provider_name == "echo":
                 how = "counted by Prompt Studio (echo has no tokenizer)"
         row.input_tokens, row.output_tokens = input_tokens, output_tokens
-        await write_log(session, row, LogLevel.INFO,
-                        f"usage: {input_tokens} input + {output_tokens} output tokens, {how}",
-                        {"inputTokens": input_tokens, "outputTokens": output_tokens, "cachedInputTokens": cached,
-                         "reported": reported})
+        events.log(row, LogLevel.INFO, f"usage: {input_tokens} input + {output_tokens} output tokens, {how}",
+                   {"inputTokens": input_tokens, "outputTokens": output_tokens, "cachedInputTokens": cached,
+                    "reported": reported})
         priced = await price_call(session, plan.provider_name, plan.model, input_tokens, output_tokens, cached,
                                   self.call_started_at or datetime.now(UTC))
         config, cost = priced.config, priced.cost
@@ -490,19 +511,19 @@ class Run:
                                prompt_id=row.prompt_id, version_id=row.version_id, execution_id=row.id)
         if config is None or cost is None:
             row.cost_usd = None
-            await write_log(session, row, LogLevel.WARN,
-                            f"no price for {plan.provider_name}/{plan.model}: cost left empty (a superuser can add "
-                            "one with upsertModelConfig)", {"provider": plan.provider_name, "model": plan.model})
+            events.log(row, LogLevel.WARN,
+                       f"no price for {plan.provider_name}/{plan.model}: cost left empty (a superuser can add "
+                       "one with upsertModelConfig)", {"provider": plan.provider_name, "model": plan.model})
             return span_usage
         row.cost_usd = cost.total_usd
-        await write_log(session, row, LogLevel.INFO,
-                        f"cost ${cost.total_usd} at {config.provider}/{config.model_id} prices effective from "
-                        f"{config.effective_from.date().isoformat()}",
-                        {"inputCostUsd": str(cost.input_usd), "outputCostUsd": str(cost.output_usd),
-                         "totalCostUsd": str(cost.total_usd), "modelConfigId": str(config.id)})
+        events.log(row, LogLevel.INFO,
+                   f"cost ${cost.total_usd} at {config.provider}/{config.model_id} prices effective from "
+                   f"{config.effective_from.date().isoformat()}",
+                   {"inputCostUsd": str(cost.input_usd), "outputCostUsd": str(cost.output_usd),
+                    "totalCostUsd": str(cost.total_usd), "modelConfigId": str(config.id)})
         return span_usage
 
-    async def _record_validations(self, session: AsyncSession, row: Execution, outcome) -> None:
+    def _record_validations(self, events: Events, row: Execution, outcome) -> None:
         row.validation_status = outcome.status
         row.validation_results = [
             {"validationId": str(r.validation_id) if r.validation_id is not None else None, "name": r.name,
@@ -510,15 +531,14 @@ class Run:
         if outcome.validated_output is not None:
             row.validated_output = outcome.validated_output
         if outcome.status == "SKIPPED":
-            await write_log(session, row, LogLevel.DEBUG, "no active validations")
+            events.log(row, LogLevel.DEBUG, "no active validations")
             return
         for r in outcome.results:
             if r.passed:
-                await write_log(session, row, LogLevel.INFO, f"validation {r.name!r} passed",
-                                {"validationId": str(r.validation_id)})
+                events.log(row, LogLevel.INFO, f"validation {r.name!r} passed", {"validationId": str(r.validation_id)})
             else:
-                await write_log(session, row, LogLevel.WARN, f"validation {r.name!r} failed: {r.message}",
-                                {"validationId": str(r.validation_id)})
+                events.log(row, LogLevel.WARN, f"validation {r.name!r} failed: {r.message}",
+                           {"validationId": str(r.validation_id)})
         passed = sum(r.passed for r in outcome.results)
-        await write_log(session, row, LogLevel.INFO if outcome.status == "PASSED" else LogLevel.WARN,
-                        f"validation {outcome.status}: {passed} of {len(outcome.results)} passed")
+        events.log(row, LogLevel.INFO if outcome.status == "PASSED" else LogLevel.WARN,
+                   f"validation {outcome.status}: {passed} of {len(outcome.results)} passed")

@@ -86,14 +86,18 @@ def _cut(value: str) -> str:
 
 
 async def write_execution_trace(session: AsyncSession, row: Execution, *, call: CallRecord | None = None,
-                                validation: ValidationRecord | None = None) -> None:
+                                validation: ValidationRecord | None = None,
+                                names: tuple[str, int | None] | None = None) -> None:
     """Write the trace of ``row``, which has just ended (its status and times are final), in ``session``'s
-    transaction; see the module docstring."""
+    transaction; see the module docstring. ``names``: its prompt's name and version number, when the caller
+    has read them already."""
     assert row.completed_at is not None, "an execution's trace is written when it ends"
-    names = (await session.execute(
-        select(Prompt.name, PromptVersion.number).join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
-        .where(PromptVersion.id == row.version_id))).first()
-    prompt_name, number = (names[0], names[1]) if names is not None else ("prompt", None)
+    if names is None:
+        found = (await session.execute(
+            select(Prompt.name, PromptVersion.number).join(PromptVersion, PromptVersion.prompt_id == Prompt.id)
+            .where(PromptVersion.id == row.version_id))).first()
+        names = (found[0], found[1]) if found is not None else ("prompt", None)
+    prompt_name, number = names
     await write_spans(session, row.project_id, _spans_of(row, prompt_name, number, call=call, validation=validation),
                       execution_id=row.id)
 

@@ -66,7 +66,7 @@ from .access import Action, require
 from .audit import AuditNote
 from .deployments import active_deployments, bucket_for, choose
 from .errors import ServiceError, conflict, invalid, limit_exceeded, many, not_found
-from .execution_events import emit_event, finish, write_log
+from .execution_events import Events, emit_event, finish, write_log
 from .execution_traces import write_execution_trace
 from .principal import Principal
 from .prompts import content_of
@@ -276,13 +276,6 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
     rendered = await _render(settings, version, req.variables)
     render_ms = int((time.monotonic() - render_started) * 1000)
     model_settings = merge_model_settings(version, req.model_settings, settings)
-    # Serialise the cap check per project (held to commit), so racing requests cannot overshoot it.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                          {"key": f"execution-cap:{project.id}"})
-    if await queued_count(session, project.id) >= settings.max_queued_per_project:
-        raise limit_exceeded(
-            f"This project already has {settings.max_queued_per_project} executions queued or running, the "
-            "most allowed (PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT); try again when some have finished.")
     row = Execution(
         project_id=project.id, prompt_id=prompt.id, version_id=version.id,
         deployment_id=deployment.id if deployment is not None else None,
@@ -310,17 +303,27 @@ async def execute_prompt(tx: Tx, *, req: ExecuteRequest) -> Execution:
     else:
         session.add(row)
         await session.flush()
-    await session.refresh(row)
     await experiment_runs.serve_live_run(session, row)
-    await emit_event(session, row, ExecutionEventType.QUEUED.value)
-    await write_log(session, row, LogLevel.DEBUG,
-                    f"queued: version {version.number} of \"{prompt.name}\""
-                    + (f" (deployed in {req.environment})" if deployment is not None else "")
-                    + f", {row.provider}/{row.model}, priority {req.priority}",
-                    {"versionNumber": version.number, "environment": row.environment,
-                     "deploymentId": str(deployment.id) if deployment is not None else None})
+    events = Events()
+    events.event(row, ExecutionEventType.QUEUED.value)
+    events.log(row, LogLevel.DEBUG,
+               f"queued: version {version.number} of \"{prompt.name}\""
+               + (f" (deployed in {req.environment})" if deployment is not None else "")
+               + f", {row.provider}/{row.model}, priority {req.priority}",
+               {"versionNumber": version.number, "environment": row.environment,
+                "deploymentId": str(deployment.id) if deployment is not None else None})
+    await events.record(session)
     await jobs.enqueue(session, JOB_KIND, row.id, project_id=project.id, priority=row.priority,
                        max_attempts=row.max_attempts)
+    # The cap, checked last so that the per-project lock that serialises racing requests (held to commit, so
+    # they cannot overshoot it) is held for this count, the audit row and the commit only. The count includes
+    # this execution.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                          {"key": f"execution-cap:{project.id}"})
+    if await queued_count(session, project.id) > settings.max_queued_per_project:
+        raise limit_exceeded(
+            f"This project already has {settings.max_queued_per_project} executions queued or running, the "
+            "most allowed (PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT); try again when some have finished.")
     note.resource_id = row.id
     note.details = {"promptId": str(prompt.id), "versionId": str(version.id), "environment": row.environment,
                     "provider": row.provider, "model": row.model, "priority": req.priority}

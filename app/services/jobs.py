@@ -4,11 +4,11 @@ The rules, whatever the kind (executions, embeddings, the scoring of experiment 
 
 * **Enqueue** (:func:`enqueue`): a PENDING row, one per kind and subject, in the caller's transaction;
   ``NOTIFY ps_queue`` wakes idle workers when it commits.
-* **Claim** (:func:`claim`): the highest-priority, oldest PENDING job whose ``run_after`` has come,
-  among the kinds the worker runs, ``FOR UPDATE SKIP LOCKED`` (index ``ix_jobs_queue``); it becomes
-  RUNNING with a lease and one more attempt, and its kind's hooks do their part in the same
-  transaction (``claimed``: the execution becomes RUNNING) — or say there is nothing left to do,
-  and the job is removed.
+* **Claim** (:func:`claim`, :func:`claim_many` for a batch in one transaction and one UPDATE): the
+  highest-priority, oldest PENDING job(s) whose ``run_after`` has come, among the kinds the worker runs,
+  ``FOR UPDATE SKIP LOCKED`` (index ``ix_jobs_queue``); each becomes RUNNING with a lease and one more
+  attempt, and its kind's hooks do their part in the same transaction (``claimed``: the execution
+  becomes RUNNING) — or say there is nothing left to do, and the job is removed.
 * **Heartbeat** (:func:`extend_leases`): one statement extends the leases of every job a worker
   holds and reports the ones taken away and the ones whose cancel was asked for.
 * **Expired leases** (:func:`reclaim_expired`): the worker died. A cancel asked for: ``cancelled``;
@@ -113,26 +113,53 @@ async def _now(session: AsyncSession) -> datetime:
 async def claim(sessionmaker: async_sessionmaker[AsyncSession], worker_id: str, hooks: Mapping[str, JobHooks],
                 lease_seconds: float) -> Job | None:
     """Claim the next job of the kinds in ``hooks`` for ``worker_id``; None when there is none to run now."""
+    batch = await claim_many(sessionmaker, worker_id, hooks, lease_seconds, 1)
+    return batch.jobs[0] if batch.jobs else None
+
+
+@dataclass
+class Batch:
+    """What :func:`claim_many` claimed, in queue order; ``short``: the queue had fewer due jobs than asked for."""
+
+    jobs: list[Job]
+    short: bool
+
+
+def _order(job: Job) -> tuple[int, datetime, str]:
+    return (-job.priority, job.created_at, str(job.id))
+
+
+async def claim_many(sessionmaker: async_sessionmaker[AsyncSession], worker_id: str, hooks: Mapping[str, JobHooks],
+                     lease_seconds: float, limit: int) -> Batch:
+    """Claim up to ``limit`` jobs at once (one transaction; the same order and lease rules as one at a time:
+    the highest-priority, oldest PENDING ones that are due, ``SKIP LOCKED``), in that order; none when there is
+    none to run now. Jobs whose ``claimed`` hook says there is nothing to do are removed (and, when none of the
+    batch is left, more are looked for)."""
+    kinds = list(hooks)
     while True:
         async with sessionmaker() as session, session.begin():
-            job = (await session.execute(
-                select(Job).where(Job.status == JobStatus.PENDING.value, Job.kind.in_(list(hooks)),
-                                  Job.run_after <= func.now())
-                .order_by(Job.priority.desc(), Job.created_at, Job.id)
-                .limit(1).with_for_update(skip_locked=True))).scalar_one_or_none()
-            if job is None:
-                return None
-            now = await _now(session)
-            job.status = JobStatus.RUNNING.value
-            job.attempts += 1
-            job.worker_id = worker_id
-            job.lease_expires_at = now + timedelta(seconds=lease_seconds)
-            job.started_at = now
-            job.updated_at = now
-            await session.flush()
-            if await hooks[job.kind].claimed(session, job):
-                return job
-            await remove(session, job)  # its subject is gone or finished: look for the next one
+            due = (select(Job.id).where(Job.status == JobStatus.PENDING.value, Job.kind.in_(kinds),
+                                        Job.run_after <= func.now())
+                   .order_by(Job.priority.desc(), Job.created_at, Job.id)
+                   .limit(limit).with_for_update(skip_locked=True))
+            stmt = (update(Job).where(Job.id.in_(due.scalar_subquery()))
+                    .values(status=JobStatus.RUNNING.value, attempts=Job.attempts + 1, worker_id=worker_id,
+                            lease_expires_at=func.now() + timedelta(seconds=lease_seconds), started_at=func.now(),
+                            updated_at=func.now())
+                    .returning(Job))
+            found = sorted((await session.execute(select(Job).from_statement(stmt)
+                                                  .execution_options(populate_existing=True))).scalars(),
+                           key=_order)
+            if not found:
+                return Batch([], True)
+            claimed = []
+            for job in found:
+                if await hooks[job.kind].claimed(session, job):
+                    claimed.append(job)
+                else:
+                    await remove(session, job)  # its subject is gone or finished
+        if claimed:
+            return Batch(claimed, len(found) < limit)
 
 
 @dataclass

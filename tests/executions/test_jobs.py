@@ -135,3 +135,39 @@ async def test_one_live_job_per_subject_and_kind(app):
         await _enqueue(sessionmaker, subject)
     async with sessionmaker() as session, session.begin():  # another kind may work on the same subject
         await jobs.enqueue(session, "other", subject, project_id=None)
+
+
+async def test_batch_claims_keep_queue_order_and_lease_rules(app):
+    sessionmaker = app.state.runtime.sessionmaker
+    probe = Probe()
+    hooks = {"probe": probe}
+    subjects = [uuid.uuid4() for _ in range(6)]
+    for i, subject in enumerate(subjects):  # priorities 1, 3, 1, 3, 1, 2 (oldest first within a priority)
+        await _enqueue(sessionmaker, subject, priority=(1, 3, 1, 3, 1, 2)[i])
+    future = uuid.uuid4()
+    async with sessionmaker() as session, session.begin():  # not due yet: never in a batch
+        await jobs.enqueue(session, "probe", future, project_id=None, priority=3,
+                           run_after=(await session.execute(text("SELECT now() + interval '1 hour'"))).scalar_one())
+    probe.gone.add(subjects[3])  # its subject is gone: dropped at claim, not handed out
+
+    batch = await jobs.claim_many(sessionmaker, "w1", hooks, lease_seconds=30, limit=4)
+    # priority 3, 3 (subjects 1 and 3; 3 dropped), 2 (5), then 1 (0); order kept
+    assert [j.subject_id for j in batch.jobs] == [subjects[1], subjects[5], subjects[0]]
+    assert not batch.short
+    for job in batch.jobs:
+        assert job.status == "RUNNING" and job.attempts == 1 and job.worker_id == "w1"
+        assert job.lease_expires_at > job.started_at
+    # a second worker cannot take them, and gets the rest in order; the queue then comes up short
+    rest = await jobs.claim_many(sessionmaker, "w2", hooks, lease_seconds=30, limit=5)
+    assert [j.subject_id for j in rest.jobs] == [subjects[2], subjects[4]] and rest.short
+    assert (await jobs.claim_many(sessionmaker, "w3", hooks, lease_seconds=30, limit=5)).jobs == []
+    # leases: extended only by their holder; an expired one is reclaimed like any other
+    states = await jobs.extend_leases(sessionmaker, "w2", [j.id for j in batch.jobs + rest.jobs], lease_seconds=30)
+    assert [states[j.id].held for j in batch.jobs + rest.jobs] == [False, False, False, True, True]
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :id"),
+                              {"id": batch.jobs[0].id})
+    assert await jobs.reclaim_expired(sessionmaker, hooks) == 1
+    again = await jobs.claim_many(sessionmaker, "w3", hooks, lease_seconds=30, limit=5)
+    assert [(j.subject_id, j.attempts) for j in again.jobs] == [(subjects[1], 2)]
+    assert sorted(j.subject_id for j in await _jobs(sessionmaker) if j.status == "PENDING") == [future]
