@@ -40,7 +40,7 @@ class SimilarPrompts(BaseLoader):
         for prompt_id, first in keys:
             by_limit[first].add(prompt_id)
         found: dict[tuple[uuid.UUID, int], list[search.SemanticHit]] = {}
-        async with self.ctx.db() as session, session.begin():
+        async with self.ctx.db_transaction() as session, session.begin():  # set_config(local)
             for first, ids in by_limit.items():
                 hits = await search.similar_prompts(session, self.ctx.settings, sorted(ids), first)
                 found.update({(pid, first): h for pid, h in hits.items()})
