@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.requests import Request
@@ -220,7 +221,14 @@ class GraphQLView(GraphQL[Context, None]):
         return data
 
     def create_response(self, response_data, sub_response: Response) -> Response:
-        response = super().create_response(response_data, sub_response)
+        # Strawberry's, with the body encoded by orjson (a 10,000-object answer in milliseconds, not a
+        # large share of the request). WebSocket messages keep ``encode_json``: text frames.
+        response = Response(encode_response(response_data), status_code=200, media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
         request = getattr(sub_response, "_ps_request", None)
         if request is not None and _wants_graphql_response_json(request):
             response.headers["content-type"] = GRAPHQL_RESPONSE_JSON + "; charset=utf-8"
@@ -233,6 +241,15 @@ class GraphQLView(GraphQL[Context, None]):
         sub = await super().get_sub_response(request)
         sub._ps_request = request  # type: ignore[attr-defined]
         return sub
+
+
+def encode_response(data: object) -> bytes:
+    """A GraphQL answer as UTF-8 JSON: orjson, or the json module for what orjson refuses (an integer
+    beyond 64 bits, a key that is not a string inside a JSON scalar)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def error_response(request: Request, status: int, message: str, code: str,

@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.registry.util import COMMIT, FORK, ROLLBACK, audit_events, commit, create_prompt, errs, make_world, ok
+from tests.registry.util import (
+    COMMIT,
+    FORK,
+    ROLLBACK,
+    VERSION_FIELDS,
+    audit_events,
+    commit,
+    create_prompt,
+    errs,
+    make_world,
+    ok,
+)
 
 VERSIONS = """query($id: ID!, $after: String) { node(id: $id) { ... on Prompt { versionCount
   latestVersion { number }
@@ -228,3 +239,31 @@ async def test_render(gql):
     assert r["messages"] is None and any("must be one of" in e for e in r["errors"])
     r = await render([1, 2])
     assert r["messages"] is None and r["errors"]
+
+
+async def test_a_versions_page_answers_as_each_version_by_id(gql):
+    """Version pages read plain rows (JSON decoded only when selected); every field of each version
+    (JSON ones, relations, diff against the previous version) is what the version by id says."""
+    w = await make_world(gql)
+    chat = await create_prompt(gql, w.alice, w.a, "chat-page", content={
+        "kind": "CHAT", "format": "JINJA2", "systemPrompt": "You help {{ company }}.",
+        "messages": [{"role": "user", "content": "Hello ünïcode {{ company }}"}],
+        "modelSettings": {"provider": "echo", "model": "echo-1", "temperature": 0.2, "extra": {"big": 2 ** 70}},
+        "outputSchema": {"type": "object", "properties": {"a": {"type": "string"}}}})
+    pid = chat["prompt"]["id"]
+    await commit(gql, w.alice, pid, "", content={"kind": "CHAT", "format": "JINJA2", "systemPrompt": "v2 {{ company }}",
+                                             "messages": [{"role": "user", "content": "Bye {{ company }}"}],
+                                             "outputSchema": True})
+    fields = VERSION_FIELDS + " diff { changedFields addedLines removedLines }"
+    page = (await gql(f"""query($id: ID!) {{ node(id: $id) {{ ... on Prompt {{
+        versions(first: 5) {{ nodes {{ {fields} }} }} }} }} }}""", {"id": pid}, token=w.alice))["data"]["node"]
+    nodes = page["versions"]["nodes"]
+    assert [n["number"] for n in nodes] == [2, 1]
+    for n in nodes:
+        by_id = (await gql(f"""query($id: ID!) {{ node(id: $id) {{ ... on PromptVersion {{ {fields} }} }} }}""",
+                           {"id": n["id"]}, token=w.alice))["data"]["node"]
+        assert n == by_id
+    assert nodes[0]["outputSchema"] is True  # JSON, not an object
+    assert nodes[1]["modelSettings"]["extra"] == {"big": 2 ** 70}  # beyond 64 bits: encoded all the same
+    assert nodes[1]["messages"] == [{"role": "user", "content": "Hello ünïcode {{ company }}"}]
+    assert "messages" in nodes[0]["diff"]["changedFields"]

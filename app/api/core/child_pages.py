@@ -15,6 +15,10 @@ paged together with ``ROW_NUMBER() OVER (PARTITION BY parent ORDER BY sort, id)`
 
 Extra arguments (filters) go in ``args`` (hashable); ``base()`` reads them from ``self.args``.
 
+``row_type`` reads plain rows instead of ORM entities (no identity map, no per-row ORM state):
+``row_type.columns(selectable)`` says what to select from the paged subquery, ``row_type(*values)``
+builds a row (see ``prompts.loaders.VersionRow``, which also leaves JSON undecoded until read).
+
 ``lateral = True`` pages each parent with its own ``LATERAL (… ORDER BY … LIMIT n + 1)`` instead: an
 index scan that stops after the page, where the window numbers every child of every parent first —
 for big children tables (a project's traces, a trace's spans), whose parents may have millions.
@@ -53,6 +57,8 @@ class ChildPageLoader(BaseLoader):
     descending: bool = False
     #: Page each parent with a LATERAL subquery (see the module docstring).
     lateral: bool = False
+    #: Rows of this class instead of ORM entities (see the module docstring); None: entities.
+    row_type: Any = None
 
     def __init__(self, ctx: Context, first: int | None, after: str | None, *args: Any):
         super().__init__(ctx)
@@ -109,24 +115,36 @@ class ChildPageLoader(BaseLoader):
         keys = values(column("ps_parent", self.parent.type), name="ps_keys").data([(p,) for p in parents])
         page = (self._after_cursor(self.base().where(self.parent == keys.c.ps_parent))
                 .order_by(*self._order()).limit(self.limit + 1).subquery("ps_page").lateral())
-        entity = aliased(type(self).model, page)
-        sort, ident = getattr(entity, self.sort.key), getattr(entity, self.ident.key)
+        if self.row_type is not None:
+            sort, ident = page.c[self.sort.key], page.c[self.ident.key]
+            selected: list[Any] = [*self.row_type.columns(page)]
+        else:
+            entity = aliased(type(self).model, page)
+            sort, ident = getattr(entity, self.sort.key), getattr(entity, self.ident.key)
+            selected = [entity]
         order = (sort.desc(), ident.desc()) if self.descending else (sort.asc(), ident.asc())
-        outer = (select(entity, keys.c.ps_parent).select_from(keys).join(page, true())
+        outer = (select(*selected, keys.c.ps_parent).select_from(keys).join(page, true())
                  .order_by(keys.c.ps_parent, *order))
+        return await self._run(outer)
+
+    async def _run(self, outer: Select[Any]) -> Sequence[Any]:
+        """(row, parent) pairs of ``outer``, whose last column is the parent."""
         async with self.ctx.db() as session:
-            return (await session.execute(outer)).all()
+            result = (await session.execute(outer)).all()
+        if self.row_type is None:
+            return result
+        make = self.row_type
+        return [(make(*r[:-1]), r[-1]) for r in result]
 
     async def _window_pages(self, parents: list[Any]) -> Sequence[Any]:
         rn = func.row_number().over(partition_by=self.parent, order_by=self._order()).label("ps_rn")
         stmt = self._after_cursor(
             self.base().add_columns(self.parent.label("ps_parent"), rn).where(self.parent.in_(parents)))
         sub = stmt.subquery()
-        entity = aliased(type(self).model, sub)
-        outer = (select(entity, sub.c.ps_parent).where(sub.c.ps_rn <= self.limit + 1)
+        selected = self.row_type.columns(sub) if self.row_type is not None else [aliased(type(self).model, sub)]
+        outer = (select(*selected, sub.c.ps_parent).where(sub.c.ps_rn <= self.limit + 1)
                  .order_by(sub.c.ps_parent, sub.c.ps_rn))
-        async with self.ctx.db() as session:
-            return (await session.execute(outer)).all()
+        return await self._run(outer)
 
 
 class ChildCountLoader(BaseLoader):

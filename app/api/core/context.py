@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,24 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 L = TypeVar("L", bound=BaseLoader)
+
+#: Per session factory, its autocommit twin (same engine and pool) for ``Context.db``.
+_AUTOCOMMIT: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]] = (
+    weakref.WeakKeyDictionary())
+
+
+def autocommit_sessionmaker(maker: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions of ``maker``'s engine whose statements run without BEGIN/ROLLBACK around them (each is
+    its own snapshot): for reads, which is all a loader batch does."""
+    reader = _AUTOCOMMIT.get(maker)
+    if reader is None:
+        bind = maker.kw.get("bind")
+        if bind is None:
+            return maker
+        reader = async_sessionmaker(bind.execution_options(isolation_level="AUTOCOMMIT"),
+                                    expire_on_commit=False, autoflush=False)
+        _AUTOCOMMIT[maker] = reader
+    return reader
 
 
 @dataclass
@@ -69,7 +88,15 @@ class Context:
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
-        """A short session for reading (loaders, resolvers)."""
+        """A short session for reading (loaders, resolvers), in autocommit: no BEGIN/ROLLBACK round
+        trips per loader batch, each statement its own snapshot. Never write with it; statements
+        that must share a transaction (``set_config(..., true)``) take ``db_transaction``."""
+        async with autocommit_sessionmaker(self.sessionmaker)() as session:
+            yield session
+
+    @asynccontextmanager
+    async def db_transaction(self) -> AsyncIterator[AsyncSession]:
+        """A short session whose statements share one transaction (``session.begin()`` sends BEGIN)."""
         async with self.sessionmaker() as session:
             yield session
 

@@ -61,6 +61,11 @@ class BaseLoader(DataLoader):
         and for every later caller, since the cancelled future stays cached."""
         return asyncio.shield(super().load(key))
 
+    def load_many(self, keys: Any) -> asyncio.Future[list[Any]]:
+        """The values for ``keys``, shielded as a whole (one shield, not one per key: a batch that
+        reads the rows of 150 ids through another loader spent a tenth of its time in shields)."""
+        return asyncio.shield(asyncio.gather(*[DataLoader.load(self, key) for key in keys]))
+
 
 class ByIdLoader(BaseLoader):
     """Rows of one model by primary key (None for missing ones). Visibility is the caller's job."""

@@ -108,7 +108,12 @@ def _dec_value(v: Any) -> Any:
 
 
 def encode_cursor(sort_value: Any, id_: Any) -> str:
-    raw = json.dumps([_enc_value(sort_value), _enc_value(id_)], separators=(",", ":"))
+    if type(sort_value) is int and type(id_) is uuid.UUID:
+        # The common case (a version number and an id), written as json.dumps would write it, without
+        # its cost: a page of 10,000 versions spent 8% of its time here.
+        raw = f'[{sort_value},{{"u":"{id_}"}}]'
+    else:
+        raw = json.dumps([_enc_value(sort_value), _enc_value(id_)], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

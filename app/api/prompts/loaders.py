@@ -1,13 +1,15 @@
 """Dataloaders of the prompt registry: one statement per relation and request shape, never per row."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, column, func, select
+from sqlalchemy import Select, Text, cast, column, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from app.db import models
 from app.services import search
@@ -40,7 +42,7 @@ class SimilarPrompts(BaseLoader):
         for prompt_id, first in keys:
             by_limit[first].add(prompt_id)
         found: dict[tuple[uuid.UUID, int], list[search.SemanticHit]] = {}
-        async with self.ctx.db() as session, session.begin():
+        async with self.ctx.db_transaction() as session, session.begin():  # set_config(local)
             for first, ids in by_limit.items():
                 hits = await search.similar_prompts(session, self.ctx.settings, sorted(ids), first)
                 found.update({(pid, first): h for pid, h in hits.items()})
@@ -72,10 +74,57 @@ class ProjectTags(BaseLoader):
 
 # ------------------------------------------------------------------ pages of children
 
+_UNREAD = object()
+_VERSION_TABLE = models.PromptVersion.__table__
+_PLAIN = tuple(c.name for c in _VERSION_TABLE.c if not isinstance(c.type, JSONB))
+_JSON = tuple(c.name for c in _VERSION_TABLE.c if isinstance(c.type, JSONB))
+
+
+def _json_column(name: str) -> property:
+    text_slot, value_slot = f"_{name}_text", f"_{name}"
+
+    def get(self: VersionRow) -> Any:
+        value = getattr(self, value_slot)
+        if value is _UNREAD:
+            text = getattr(self, text_slot)
+            value = None if text is None else json.loads(text)
+            setattr(self, value_slot, value)
+        return value
+
+    return property(get, doc=f"The {name} column, decoded on first read.")
+
+
+class VersionRow:
+    """A prompt_versions row as version pages read it: plain attributes, no ORM entity (no identity map),
+    and its JSONB columns fetched as text and decoded on first read, so a listing that selects
+    ``number template`` decodes no JSON. It has the attributes of ``models.PromptVersion`` that
+    readers use (``content_of``, related fields, cursors)."""
+
+    __slots__ = (*_PLAIN, *(f"_{n}_text" for n in _JSON), *(f"_{n}" for n in _JSON))
+
+    def __init__(self, *values: Any):
+        for name, value in zip(_PLAIN, values, strict=False):
+            setattr(self, name, value)
+        for name, text in zip(_JSON, values[len(_PLAIN):], strict=True):
+            setattr(self, f"_{name}_text", text)
+            setattr(self, f"_{name}", _UNREAD)
+
+    @staticmethod
+    def columns(selectable: Any) -> list[Any]:
+        """What to select from a subquery of prompt_versions, in ``__init__``'s order."""
+        return [selectable.c[n] for n in _PLAIN] + [cast(selectable.c[n], Text) for n in _JSON]
+
+
+for _name in _JSON:
+    setattr(VersionRow, _name, _json_column(_name))
+
+
 class VersionsPage(ChildPageLoader):
-    """Prompt.versions: newest first, one window-function statement for all prompts of a request."""
+    """Prompt.versions: newest first, one window-function statement for all prompts of a request, read
+    as ``VersionRow``s."""
 
     model = models.PromptVersion
+    row_type = VersionRow
     parent_col = models.PromptVersion.prompt_id
     sort_col = models.PromptVersion.number
     id_col = models.PromptVersion.id

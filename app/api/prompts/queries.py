@@ -47,12 +47,12 @@ class PromptQuery:
         spec = filter_spec(filter)
         try:
             if mode == SearchMode.SEMANTIC:
-                hits = await search_service.semantic_search(ctx.db, ctx.settings, pid, query, limit, spec)
+                hits = await search_service.semantic_search(ctx.db_transaction, ctx.settings, pid, query, limit, spec)
             elif mode == SearchMode.FULLTEXT:
                 async with ctx.db() as session:
                     hits = await search_service.search_prompts(session, pid, query, limit, spec)
             else:
-                hits = await search_service.hybrid_search(ctx.db, ctx.settings, pid, query, limit, spec)
+                hits = await search_service.hybrid_search(ctx.db_transaction, ctx.settings, pid, query, limit, spec)
         except search_service.SemanticUnavailable as exc:
             raise ClientError(exc.message, exc.code) from None
         for hit in hits:

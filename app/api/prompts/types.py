@@ -155,28 +155,38 @@ class PromptVersion(Node):
     kind: PromptKind
     format: TemplateFormat
     template: str | None = strawberry.field(description="The template, for TEXT prompts.")
-    messages: list[ChatMessageTemplate] | None = strawberry.field(description="The message templates, for CHAT "
-                                                                              "prompts.")
     system_prompt: str | None
-    variables: list[TemplateVariable]
-    model_settings: ModelSettings | None
-    output_schema: JSON | None = strawberry.field(
-        description="JSON Schema that the output is expected to follow, if any.")
     commit_message: str | None
     created_at: datetime
     content_hash: str = strawberry.field(description="SHA-256 of the canonical content; equal content, equal hash.")
 
     @classmethod
     def from_row(cls, row: models.PromptVersion) -> PromptVersion:
-        messages = None
-        if row.messages is not None:
-            messages = [ChatMessageTemplate(role=m["role"], content=m["content"]) for m in row.messages]
-        return cls(id=global_id(cls, row.id), row=row, number=row.number, kind=PromptKind(row.kind),
-                   format=TemplateFormat(row.format), template=row.template, messages=messages,
-                   system_prompt=row.system_prompt,
-                   variables=[TemplateVariable.from_dict(v) for v in row.variables or []],
-                   model_settings=ModelSettings.from_dict(row.model_settings), output_schema=row.output_schema,
-                   commit_message=row.commit_message, created_at=row.created_at, content_hash=row.content_hash)
+        # Only the plain columns: the JSON ones are decoded by their fields, when selected. A VersionRow
+        # (a versions page, passed as Any) has the attributes of a models.PromptVersion that this type reads.
+        return cls(id=global_id(cls, row.id), row=row, number=row.number,
+                   kind=PromptKind(row.kind), format=TemplateFormat(row.format), template=row.template,
+                   system_prompt=row.system_prompt, commit_message=row.commit_message, created_at=row.created_at,
+                   content_hash=row.content_hash)
+
+    @strawberry.field(description="The message templates, for CHAT prompts.")
+    def messages(self) -> list[ChatMessageTemplate] | None:
+        messages = self.row.messages
+        if messages is None:
+            return None
+        return [ChatMessageTemplate(role=m["role"], content=m["content"]) for m in messages]
+
+    @strawberry.field
+    def variables(self) -> list[TemplateVariable]:
+        return [TemplateVariable.from_dict(v) for v in self.row.variables or []]
+
+    @strawberry.field
+    def model_settings(self) -> ModelSettings | None:
+        return ModelSettings.from_dict(self.row.model_settings)
+
+    @strawberry.field(description="JSON Schema that the output is expected to follow, if any.")
+    def output_schema(self) -> JSON | None:
+        return self.row.output_schema
 
     prompt: Prompt = related(models.Prompt, "prompt_id")
     author: UserRef | None = related(models.User, "author_id")
