@@ -31,6 +31,8 @@ How it runs:
    Python load generator in a separate process is used, and the output says so.
 5. CPU per request, read from /proc (utime + stime): the server's processes, and the PostgreSQL backends
    serving it (pg_stat_activity: its database, and for ours and PostGraphile's the application_name).
+   After a run the harness waits until the server is idle, so the requests wrk left unanswered when it
+   stopped (one per connection) are finished, and counts them: CPU / (answered + connections).
 6. Prints each run, then per server the medians (requests/s, p50, p99, CPU ms per request of the server
    and of PostgreSQL) and the ratios, ours against each peer, of the medians and round by round.
 
@@ -376,9 +378,10 @@ def measure(target: Target, args: argparse.Namespace, round_no: int) -> Run:
     pg0 = target.backends.snapshot() if target.backends else {}
     result: LoadResult = peers.load(target.base, target.request, connections=args.connections,
                                     duration=args.duration, threads=args.threads, generator=args.load)
+    peers.drain(target.pid)  # the requests in flight at the end are worked on, and counted below
     server1 = peers.tree_cpu(target.pid)
     pg1 = target.backends.snapshot() if target.backends else {}
-    n = max(result.requests, 1)
+    n = max(result.requests + result.unanswered, 1)
     pg_ms = None
     if target.backends and target.backends.readable:
         pg_ms = peers.cpu_delta(pg0, pg1) * 1000 / n
@@ -392,6 +395,11 @@ def _ms(x: float | None, digits: int = 2) -> str:
 
 def show(run: Run) -> None:
     total = run.server_ms + (run.pg_ms or 0.0)
+    if not run.requests:
+        print(f"  {LABELS[run.target]:<13} no request answered within the run (make --duration longer); "
+              f"CPU ms/request of the unanswered ones: server {_ms(run.server_ms)} + PostgreSQL {_ms(run.pg_ms)}",
+              flush=True)
+        return
     print(f"  {LABELS[run.target]:<13} {run.rps:>8.1f} req/s  p50 {run.p50_ms:>8.2f} ms  p99 {run.p99_ms:>8.2f} ms  "
           f"CPU ms/request: server {_ms(run.server_ms)} + PostgreSQL {_ms(run.pg_ms)} = {total:.2f}  "
           f"({run.requests} requests, {run.errors} errors, load {run.load_before:.2f})", flush=True)
@@ -425,6 +433,10 @@ def medians(runs: list[Run], names: list[str]) -> dict[str, Median]:
     return out
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
 def report(workload: str, runs: list[Run], names: list[str]) -> dict[str, Median]:
     meds = medians(runs, names)
     print(f"medians over {len(runs) // max(1, len(names))} round(s) ({workload})")
@@ -445,9 +457,9 @@ def report(workload: str, runs: list[Run], names: list[str]) -> dict[str, Median
                          if b.server_ms + (b.pg_ms or 0) else float("nan")
                          for a, b in zip([r for r in runs if r.target == "promptstudio"],
                                          [r for r in runs if r.target == name], strict=False)]
-        print(f"  ours vs {LABELS[name]}: requests/s {ours.rps / peer.rps:.2f}x (rounds: "
-              f"{', '.join(f'{x:.2f}x' for x in per_round)}); CPU per request {ours.cpu_ms / peer.cpu_ms:.2f}x "
-              f"(server only {ours.server_ms / peer.server_ms:.2f}x; rounds: "
+        print(f"  ours vs {LABELS[name]}: requests/s {_ratio(ours.rps, peer.rps)} (rounds: "
+              f"{', '.join(f'{x:.2f}x' for x in per_round)}); CPU per request {_ratio(ours.cpu_ms, peer.cpu_ms)} "
+              f"(server only {_ratio(ours.server_ms, peer.server_ms)}; rounds: "
               f"{', '.join(f'{x:.2f}x' for x in cpu_per_round)}); p99 {ours.p99_ms:.1f} vs {peer.p99_ms:.1f} ms")
     return meds
 
@@ -501,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup:
                 peers.load(t.base, t.request, connections=args.connections, duration=args.warmup,
                            threads=args.threads, generator=args.load)
+                peers.drain(t.pid)
         for n in range(args.rounds):
             print(f"round {n + 1}", flush=True)
             for t in targets:

@@ -334,6 +334,20 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(c - before.get(p, 0.0) for p, c in after.items())
 
 
+def drain(pid: int, *, idle_share: float = 0.05, interval: float = 0.3, timeout: float = 120.0) -> float:
+    """Wait until the process tree of ``pid`` is idle (under ``idle_share`` of a core over ``interval``), so the
+    requests still in flight when a load generator stopped are finished; returns the seconds waited."""
+    started = time.monotonic()
+    last = sum(tree_cpu(pid).values())
+    while time.monotonic() - started < timeout:
+        time.sleep(interval)
+        now = sum(tree_cpu(pid).values())
+        if now - last < idle_share * interval:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 @dataclass
 class BackendCPU:
     """The PostgreSQL backends serving one server: client backends on ``database`` whose application_name
@@ -386,6 +400,8 @@ class LoadResult:
     p99_ms: float
     mean_ms: float
     generator: str
+    #: Requests sent but not answered when the run ended (wrk drops them; the server still does their work).
+    unanswered: int = 0
 
     @property
     def rps(self) -> float:
@@ -484,7 +500,7 @@ def _wrk(base: str, req: Request, *, connections: int, duration: float, threads:
     return LoadResult(requests=int(values["requests"]), seconds=int(values["duration_us"]) / 1e6,
                       errors=int(values["errors_status"]) + int(values["errors_other"]),
                       p50_ms=float(values["p50"]), p99_ms=float(values["p99"]), mean_ms=float(values["mean"]),
-                      generator="wrk")
+                      generator="wrk", unanswered=connections)
 
 
 async def _python_load(spec: dict) -> dict:
