@@ -31,8 +31,10 @@ How it runs:
    Python load generator in a separate process is used, and the output says so.
 5. CPU per request, read from /proc (utime + stime): the server's processes, and the PostgreSQL backends
    serving it (pg_stat_activity: its database, and for ours and PostGraphile's the application_name).
-   After a run the harness waits until the server is idle, so the requests wrk left unanswered when it
-   stopped (one per connection) are finished, and counts them: CPU / (answered + connections).
+   The CPU of a run is read from just before wrk starts (the server idle: what was left of its previous
+   run finished) to just after it stops; wrk leaves one request a connection unanswered, on average
+   half done, so CPU per request = CPU / (answered + connections / 2). A run that answers few requests
+   (under 10 a connection) says its CPU figure is rough: make --duration longer.
 6. Prints each run, then per server the medians (requests/s, p50, p99, CPU ms per request of the server
    and of PostgreSQL) and the ratios, ours against each peer, of the medians and round by round.
 
@@ -54,6 +56,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -203,6 +206,7 @@ class Run:
     pg_ms: float | None
     load_before: float
     generator: str
+    connections: int
 
 
 def _json_body(query: str, variables: dict) -> str:
@@ -238,6 +242,10 @@ def _plain(url: str) -> str:
 def seed_ours(workload: str, base: str, db_url: str) -> dict:
     """Seed our server through GraphQL; returns what the requests need."""
     started = time.perf_counter()
+    what = {"resolve": "a prompt with 3 versions in a 70/20/10 traffic split and an API key",
+            "dashboard": "50 prompts x 6 versions, deployed in production (70/30) and staging",
+            "large": "100 prompts x 100 versions (about a minute on a quiet 2-core machine)"}[workload]
+    print(f"  seeding Prompt Studio through GraphQL: {what}", flush=True)
     if workload == "resolve":
         from bench.resolve_prompt import seed
 
@@ -262,7 +270,7 @@ def seed_ours(workload: str, base: str, db_url: str) -> dict:
     return seeded
 
 
-def _nested_reads():  # type: ignore[no-untyped-def]
+def _nested_reads() -> ModuleType:
     try:
         from bench import nested_reads
     except ImportError as exc:
@@ -373,20 +381,22 @@ def phoenix_target(base: str, pid: int, backends: BackendCPU | None) -> Target:
 
 
 def measure(target: Target, args: argparse.Namespace, round_no: int) -> Run:
+    peers.drain(target.pid)  # what is left of its previous run (wrk's unanswered requests) is not counted here
     load_before = os.getloadavg()[0]
     server0 = peers.tree_cpu(target.pid)
     pg0 = target.backends.snapshot() if target.backends else {}
     result: LoadResult = peers.load(target.base, target.request, connections=args.connections,
                                     duration=args.duration, threads=args.threads, generator=args.load)
-    peers.drain(target.pid)  # the requests in flight at the end are worked on, and counted below
     server1 = peers.tree_cpu(target.pid)
     pg1 = target.backends.snapshot() if target.backends else {}
-    n = max(result.requests + result.unanswered, 1)
+    # The requests wrk left unanswered had, on average, half their work done when it stopped.
+    n = max(result.requests + result.unanswered / 2, 1)
     pg_ms = None
     if target.backends and target.backends.readable:
         pg_ms = peers.cpu_delta(pg0, pg1) * 1000 / n
     return Run(target.name, round_no, result.rps, result.p50_ms, result.p99_ms, result.requests, result.errors,
-               peers.cpu_delta(server0, server1) * 1000 / n, pg_ms, load_before, result.generator)
+               peers.cpu_delta(server0, server1) * 1000 / n, pg_ms, load_before, result.generator,
+               args.connections)
 
 
 def _ms(x: float | None, digits: int = 2) -> str:
@@ -400,9 +410,10 @@ def show(run: Run) -> None:
               f"CPU ms/request of the unanswered ones: server {_ms(run.server_ms)} + PostgreSQL {_ms(run.pg_ms)}",
               flush=True)
         return
+    rough = " (few requests: rough CPU figure, make --duration longer)" if run.requests < 10 * run.connections else ""
     print(f"  {LABELS[run.target]:<13} {run.rps:>8.1f} req/s  p50 {run.p50_ms:>8.2f} ms  p99 {run.p99_ms:>8.2f} ms  "
           f"CPU ms/request: server {_ms(run.server_ms)} + PostgreSQL {_ms(run.pg_ms)} = {total:.2f}  "
-          f"({run.requests} requests, {run.errors} errors, load {run.load_before:.2f})", flush=True)
+          f"({run.requests} requests, {run.errors} errors, load {run.load_before:.2f}){rough}", flush=True)
 
 
 @dataclass
@@ -513,7 +524,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup:
                 peers.load(t.base, t.request, connections=args.connections, duration=args.warmup,
                            threads=args.threads, generator=args.load)
-                peers.drain(t.pid)
         for n in range(args.rounds):
             print(f"round {n + 1}", flush=True)
             for t in targets:
