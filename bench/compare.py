@@ -102,6 +102,9 @@ WORKLOADS = {
     "large": "10,000 version objects in one response (100 prompts x 100 versions): ours vs PostGraphile",
 }
 PEERS = {"resolve": ("phoenix", "postgraphile"), "dashboard": ("postgraphile",), "large": ("postgraphile",)}
+#: Default connections: 16, but 2 for large (one response is 10,000 objects; 16 of them at once share the
+#: cores for tens of seconds on a slow server before any is answered, and a run answers nothing).
+CONNECTIONS = {"resolve": 16, "dashboard": 16, "large": 2}
 LABELS = {"promptstudio": "Prompt Studio", "phoenix": "Phoenix", "postgraphile": "PostGraphile"}
 
 
@@ -133,7 +136,8 @@ examples:
     p.add_argument("--rounds", type=int, default=3, help="runs per server, taking turns (default: 3)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load a run (default: 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds of load per server first (default: 3)")
-    p.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (default: 16)")
+    p.add_argument("--connections", type=int, default=None,
+                   help="concurrent keep-alive connections (default: 16; 2 for large)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default: 2)")
     p.add_argument("--load", choices=("auto", "wrk", "python"), default="auto",
                    help="load generator: wrk, python (a separate process), auto: wrk when installed (default)")
@@ -156,6 +160,8 @@ examples:
     p.add_argument("--logs", metavar="DIR", help="keep the servers' logs in DIR (default: a temporary directory)")
     p.add_argument("--json", metavar="FILE", help="also write the runs and medians as JSON to FILE")
     args = p.parse_args(argv)
+    if args.connections is None:
+        args.connections = CONNECTIONS[args.workload]
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0 or not 1 <= args.connections <= 1000 \
             or args.threads < 1:
         p.error("--rounds >= 1, --duration >= 1, --warmup >= 0, --connections in 1..1000, --threads >= 1")
@@ -436,9 +442,10 @@ def medians(runs: list[Run], names: list[str]) -> dict[str, Median]:
     out = {}
     for name in names:
         mine = [r for r in runs if r.target == name]
+        answered = [r for r in mine if r.requests] or mine  # latency of runs that answered something
         pg = [r.pg_ms for r in mine if r.pg_ms is not None]
-        out[name] = Median(name, statistics.median(r.rps for r in mine), statistics.median(r.p50_ms for r in mine),
-                           statistics.median(r.p99_ms for r in mine), statistics.median(r.server_ms for r in mine),
+        out[name] = Median(name, statistics.median(r.rps for r in mine), statistics.median(r.p50_ms for r in answered),
+                           statistics.median(r.p99_ms for r in answered), statistics.median(r.server_ms for r in mine),
                            statistics.median(pg) if pg else None, sum(r.errors for r in mine),
                            [r.rps for r in mine])
     return out

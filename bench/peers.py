@@ -348,6 +348,16 @@ def drain(pid: int, *, idle_share: float = 0.05, interval: float = 0.3, timeout:
     return time.monotonic() - started
 
 
+def _is_postgres(pid: int) -> bool:
+    """Whether ``pid`` is a PostgreSQL process of this machine (pg_stat_activity's pids are the server's: with a
+    server elsewhere, the same number here is some other process, or none)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0", 1)[0].startswith(b"postgres")
+    except OSError:
+        return False
+
+
 @dataclass
 class BackendCPU:
     """The PostgreSQL backends serving one server: client backends on ``database`` whose application_name
@@ -372,7 +382,7 @@ class BackendCPU:
 
     def snapshot(self) -> dict[int, float]:
         pids = asyncio.run(self.pids())
-        snap = {p: c for p in pids if (c := proc_cpu(p)) is not None}
+        snap = {p: c for p in pids if _is_postgres(p) and (c := proc_cpu(p)) is not None}
         if pids and not snap:
             self.readable = False
         return snap
