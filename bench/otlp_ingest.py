@@ -40,8 +40,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +58,9 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+
+from bench import peers  # noqa: E402
+from bench.peers import POSTMASTER, admin, databases  # noqa: E402
 
 PROTOBUF = "application/x-protobuf"
 SPANS_PER_TRACE = 5
@@ -207,84 +208,6 @@ def batches(req: ExportTraceServiceRequest, n: int, seed: int) -> list[tuple[byt
 # ---------------------------------------------------------------------- database and servers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _url_with_db(url: str, database: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=database).render_as_string(hide_password=False)
-
-
-@contextmanager
-def databases(args: argparse.Namespace, names: list[str]):
-    """Yield {name: URL} of fresh databases on the benchmark's PostgreSQL server (dropped at the end)."""
-    with ExitStack() as stack:
-        if args.database_url:
-            admin = _url_with_db(args.database_url, "postgres")
-            url_for = lambda db: _url_with_db(args.database_url, db)  # noqa: E731
-        else:
-            from app.db.embedded import EmbeddedPostgres
-
-            pg = EmbeddedPostgres(args.data_dir, database="postgres")
-            pg.start()
-            stack.callback(pg.stop)
-            if pg.pid is not None:
-                POSTMASTER.append(pg.pid)
-            admin, url_for = pg.url_for("postgres"), pg.url_for
-        tag = uuid.uuid4().hex[:8]
-        urls = {n: url_for(f"bench_{n}_{tag}") for n in names}
-        for n in names:
-            asyncio.run(_admin(admin, f'CREATE DATABASE "bench_{n}_{tag}"'))
-            stack.callback(lambda db=f"bench_{n}_{tag}": asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{db}" '
-                                                                                   f'WITH (FORCE)')))
-        yield urls
-
-
-def _wait_ready(proc: subprocess.Popen, url: str, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with code {proc.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{what} did not become ready within {timeout:.0f} s")
-        time.sleep(0.2)
-
-
-@contextmanager
-def _running(cmd: list[str], env: dict[str, str], ready: str, what: str, log: Path):
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        _wait_ready(proc, ready, what)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 #: The Prompt Studio server whose llm_usage has no rollup triggers (--without-rollup).
 NO_ROLLUP = "no-rollup"
 
@@ -295,31 +218,17 @@ def promptstudio(url: str, args: argparse.Namespace, logs: Path, name: str = "pr
 
     upgrade(url)
     if name == NO_ROLLUP:
-        asyncio.run(_admin(url, "ALTER TABLE llm_usage DISABLE TRIGGER llm_usage_rollup_insert"))
-    port = free_port()
-    env = dict(os.environ, DATABASE_URL=url, PROMPTSTUDIO_WORKERS="0", PROMPTSTUDIO_LOG_LEVEL="warning",
-               PROMPTSTUDIO_DATA_DIR=str(logs), PYTHONPATH=str(ROOT))
-    env.update(dict(e.split("=", 1) for e in args.env))
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app_from_env", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log", "--lifespan", "on",
-           "--workers", str(args.server_workers), *args.uvicorn_arg]
-    base = f"http://127.0.0.1:{port}"
-    with _running(cmd, env, base + "/readyz", f"the Prompt Studio server ({name})", logs / f"{name}.log") as proc:
+        asyncio.run(admin(url, "ALTER TABLE llm_usage DISABLE TRIGGER llm_usage_rollup_insert"))
+    env = dict(e.split("=", 1) for e in args.env)
+    with peers.promptstudio(url, logs, name=name, workers=args.server_workers, env=env,
+                            uvicorn_args=args.uvicorn_arg, migrate=False) as (base, proc):
         key = asyncio.run(_seed(base))
         yield Target(name, base, {"Authorization": f"Bearer {key}"}, url, proc)
 
 
 @contextmanager
 def phoenix(url: str, venv: str, logs: Path):
-    port = free_port()
-    work = logs / "phoenix"
-    work.mkdir(exist_ok=True)
-    env = dict(os.environ, PHOENIX_SQL_DATABASE_URL=url, PHOENIX_PORT=str(port), PHOENIX_GRPC_PORT=str(free_port()),
-               PHOENIX_HOST="127.0.0.1", PHOENIX_WORKING_DIR=str(work), PHOENIX_TELEMETRY_ENABLED="false")
-    env.pop("PYTHONPATH", None)
-    base = f"http://127.0.0.1:{port}"
-    with _running([str(Path(venv) / "bin" / "phoenix"), "serve"], env, base + "/healthz", "Phoenix",
-                  logs / "phoenix.log") as proc:
+    with peers.phoenix(url, venv, logs) as (base, proc):
         yield Target("phoenix", base, {}, url, proc)
 
 
@@ -370,10 +279,6 @@ def postgres_cpu(postmaster: int | None) -> float:
         return total
     except psutil.Error:
         return 0.0
-
-
-#: The embedded PostgreSQL's postmaster (set by databases()).
-POSTMASTER: list[int] = []
 
 
 @dataclass
@@ -542,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  payload: {size / 1e6:.2f} MB a batch ({size / args.batch_size:.0f} bytes a span), built in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     results: list[Round] = []
-    with tempfile.TemporaryDirectory(prefix="otlp-bench-") as tmp, databases(args, names) as urls, ExitStack() as stack:
+    with (tempfile.TemporaryDirectory(prefix="otlp-bench-") as tmp,
+          databases(args.database_url, args.data_dir, names) as urls, ExitStack() as stack):
         logs = Path(args.logs or tmp)
         logs.mkdir(parents=True, exist_ok=True)
         targets: list[Target] = []
