@@ -110,15 +110,53 @@ class AccessCheck:
         self.checked = time.monotonic()
 
 
+class FeedAccessCheck:
+    """A shared feed's re-check of all its subscribers at once, at most every ACCESS_RECHECK_SECONDS (before
+    a delivery): the credentials that still hold (one query for sessions, one for API keys) and the
+    users' roles in the project (one query), on the feed's pool — instead of two queries per subscriber.
+    A subscriber that lost ``action`` in the project (or whose credential ended) is failed: its stream
+    ends with NOT_FOUND (UNAUTHENTICATED) before anything more reaches it."""
+
+    def __init__(self, sessionmaker: Any, project_id: uuid.UUID, what: str, action: Action):
+        self.sessionmaker, self.project_id, self.what, self.action = sessionmaker, project_id, what, action
+        self.checked = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.checked >= ACCESS_RECHECK_SECONDS
+
+    async def __call__(self, subscribers: list[Any]) -> None:
+        principals = [s.owner for s in subscribers if isinstance(s.owner, Principal)]
+        if not principals:
+            return
+        started = time.monotonic()
+        async with self.sessionmaker() as session:
+            valid = await auth.still_valid_many(session, principals)
+            roles = await access.roles_of_users(session, self.project_id,
+                                                {p.user_id for p in principals if access.has_roles(p) and p.user_id})
+        for sub in subscribers:
+            p = sub.owner
+            if not isinstance(p, Principal):
+                continue
+            credential = auth.credential_of(p)
+            if credential is not None and credential not in valid:
+                sub.fail(Unauthenticated("The session or API key of this connection has ended (logged out, revoked "
+                                         "or expired); connect again with a valid token."))
+            elif not access.permits(p, roles.get(p.user_id) if access.has_roles(p) and p.user_id else None,
+                                    self.project_id, self.action):
+                sub.fail(not_found(self.what))
+        self.checked = started
+
+
 async def subscribe_checked(info: Info, principal: Principal, topic: str, project_id: uuid.UUID, action: Action, *,
-                            accept: Callable[[Mapping[str, Any]], bool] | None = None) -> tuple[Any, Any, datetime]:
+                            accept: Callable[[Mapping[str, Any]], bool] | None = None,
+                            feed: Any = None) -> tuple[Any, Any, datetime]:
     """Register with the process's bus for ``topic`` first, then check that ``principal`` may do ``action``
     in the project (so whatever commits after the check is notified); returns the bus, the subscriber
     and the database's time of the check (read what is newer than it). Refused: ClientError, and the
     subscriber is gone."""
     ctx = info.context
     bus = event_bus(info)
-    sub = bus.subscribe(topic, accept=accept, alive=client_alive(info))
+    sub = bus.subscribe(topic, accept=accept, alive=client_alive(info), owner=principal, feed=feed)
     try:
         async with ctx.db() as session:
             try:
