@@ -252,7 +252,7 @@ class ProjectExecutionsReader:
             self.last_at = event.at if self.last_at is None else max(self.last_at, event.at)
             out.append((n, Notice(topic=self.topic, data={
                 "t": event.type, "at": event.at, "row": execution, "resync": n == resync,
-                "event": ExecutionEvent.from_row(event, execution)})))
+                "event": ExecutionEvent.from_row(event, execution, shared=True)})))
         if len(self.seen) > SEEN_LIMIT and self.last_at is not None:
             horizon = self.last_at - 2 * RESYNC_WINDOW
             for key in [k for k, (_, at) in self.seen.items() if at < horizon]:

@@ -211,13 +211,18 @@ class ExecutionEvent:
     log_id: strawberry.Private[uuid.UUID | None] = None
     execution_row: strawberry.Private[models.Execution | None] = None
     log_row: strawberry.Private[models.ExecutionLog | None] = None
+    #: Set when one event object goes to many subscribers (a shared feed): their results, shared by
+    #: selection, variables and principal (``app.api.core.live.SharedEventExecutor``).
+    shared_results: strawberry.Private[dict[Any, Any] | None] = None
 
     @classmethod
     def from_row(cls, event: models.ExecutionEvent, execution: models.Execution | None = None,
-                 log: models.ExecutionLog | None = None) -> ExecutionEvent:
-        """An event read from ``execution_events``; ``execution``/``log`` rows save a load when at hand."""
+                 log: models.ExecutionLog | None = None, *, shared: bool = False) -> ExecutionEvent:
+        """An event read from ``execution_events``; ``execution``/``log`` rows save a load when at hand.
+        ``shared``: this one object goes to many subscribers, which share their results."""
         return cls(type=ExecutionEventType(event.type), sequence=event.seq, at=event.at, delta=event.delta,
-                   execution_id=event.execution_id, log_id=event.log_id, execution_row=execution, log_row=log)
+                   execution_id=event.execution_id, log_id=event.log_id, execution_row=execution, log_row=log,
+                   shared_results={} if shared else None)
 
     @classmethod
     def snapshot(cls, execution: models.Execution, at: datetime | None = None) -> ExecutionEvent:
