@@ -131,6 +131,10 @@ class Feed:
             return
         for sub in self.subscribers():
             since = sub.since
-            for n, item in items:
-                if n >= since:
-                    sub.offer(item)
+            try:
+                for n, item in items:
+                    if n >= since:
+                        sub.offer(item)
+            except Exception as exc:  # one subscriber's broken filter must not stop the others' feed
+                log.exception("feed %s: offering to a subscriber failed; ending its stream", self.topic)
+                sub.fail(exc)
