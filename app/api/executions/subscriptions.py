@@ -5,9 +5,13 @@ How an event reaches a subscriber: the transaction that changes an execution als
 event (``executions.last_event_seq``), stores it in ``execution_events`` and publishes a notice on
 the topics of the execution and of its project's executions (``app.services.execution_events``).
 Every server process LISTENs once (``app.events.bus``) and wakes the subscribers of those topics.
-A woken subscriber reads what is new from the table — one query for every wake-up, however many
-notices arrived meanwhile — so the notices are only hints: none carries data, and losing one (a
-reconnect of the LISTEN connection, which sends a RESYNC) costs a catch-up read, never an event.
+An ``executionUpdated`` subscriber, woken, reads what is new from the table — one query for every
+wake-up, however many notices arrived meanwhile — so the notices are only hints: none carries data,
+and losing one (a reconnect of the LISTEN connection, which sends a RESYNC) costs a catch-up read,
+never an event. ``projectExecutions``, which a thousand monitors may watch, has a shared feed per
+project and process instead (``ProjectExecutionsReader``, ``app.events.feed``): one read per batch
+of notices, on the bus's own pool, whose events (the same objects) every subscriber filters for
+itself; rights are re-checked for all of them at once.
 
 No race between the snapshot and the stream: ``executionUpdated`` registers with the bus
 *before* it reads the execution row. The row's ``last_event_seq`` is bumped in the same
