@@ -53,13 +53,21 @@ async def _stop_sandbox(runtime: Runtime) -> None:
 
 
 async def _start_bus(runtime: Runtime, *, http: bool = True) -> None:
-    runtime.bus = EventBus(runtime.database_url, buffer=runtime.settings.subscriber_buffer)
+    settings = runtime.settings
+    # The live feeds' own small pool: a thousand subscribers never take the requests' connections.
+    live_engine, live_sessions = create_engine_and_sessionmaker(
+        runtime.database_url, settings.replace(db_pool_size=settings.live_pool_size, db_max_overflow=0))
+    runtime.extras["live_engine"] = live_engine
+    runtime.bus = EventBus(runtime.database_url, buffer=settings.subscriber_buffer, sessionmaker=live_sessions)
     await runtime.bus.start()
 
 
 async def _stop_bus(runtime: Runtime) -> None:
     if runtime.bus is not None:
         await runtime.bus.stop()
+    live_engine = runtime.extras.pop("live_engine", None)
+    if live_engine is not None:
+        await live_engine.dispose()
 
 
 async def _start_embeddings(runtime: Runtime, *, http: bool = True) -> None:

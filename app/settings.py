@@ -185,6 +185,9 @@ class Settings:
     #: Notifications buffered per subscriber before it is told it fell behind and closed (at least 20:
     #: one finishing transaction announces several events at once).
     subscriber_buffer: int = 1000
+    #: Database connections of the live feeds' own pool (per process): the shared reads of
+    #: subscriptions and their batched re-checks of rights, apart from the requests' pool.
+    live_pool_size: int = 2
     #: Seconds between retention sweeps (finished executions and traces past the project's retention).
     retention_interval_seconds: int = 3600
 
@@ -310,6 +313,7 @@ class Settings:
             provider_timeout_seconds=_float("PROMPTSTUDIO_PROVIDER_TIMEOUT_SECONDS", 120.0, minimum=0.1),
             max_queued_per_project=_int("PROMPTSTUDIO_MAX_QUEUED_PER_PROJECT", 1000, minimum=1),
             subscriber_buffer=_int("PROMPTSTUDIO_SUBSCRIBER_BUFFER", 1000, minimum=20),
+            live_pool_size=_int("PROMPTSTUDIO_LIVE_POOL_SIZE", 2, minimum=1),
             retention_interval_seconds=_int("PROMPTSTUDIO_RETENTION_INTERVAL_SECONDS", 3600, minimum=1),
             trace_feed_interval_seconds=_float("PROMPTSTUDIO_TRACE_FEED_INTERVAL_SECONDS", 1.0, minimum=0.05),
             cost_report_max_buckets=_int("PROMPTSTUDIO_COST_REPORT_MAX_BUCKETS", 1000, minimum=1),

@@ -16,6 +16,7 @@ from strawberry.tools import merge_types
 
 from .core.extensions import MaskInternalErrors, RefuseBadCredentials, Schema
 from .core.limits import DocumentCache, DocumentLimits, LimitQueryCost
+from .core.live import SharedEventExecutor
 from .core.rate_limit import RateLimiter
 from .core.relay import NodeQuery, node_types
 from .core.scalars import SCALAR_OVERRIDES
@@ -83,6 +84,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=node_types(),
         config=StrawberryConfig(auto_camel_case=True),
         scalar_overrides=SCALAR_OVERRIDES,
+        # a shared feed's event is executed once per distinct selection, variables and principal
+        execution_context_class=SharedEventExecutor,
     )
 
 

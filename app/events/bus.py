@@ -15,6 +15,11 @@ other subscribers or the workers. A subscriber may also say which notices it car
 (``accept``: a project monitor wants status changes, not output deltas); others are dropped before
 they take any room. Subscribers may carry a liveness check of their client; every few seconds
 the bus sweeps away those whose client is gone, even if nobody closed their stream.
+
+A topic may have a shared feed (``app.events.feed``): its notices then go to the feed's one reader,
+which reads what they announce once and offers the items read to every subscriber of the topic
+(same inboxes, same bounds). The feeds read on the bus's own small connection pool (``sessionmaker``),
+so live updates never take connections from the requests.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import asyncpg
 
 from app.db.engine import plain_url
 
+from .feed import Feed, FeedReader
 from .publish import CHANNEL
 
 log = logging.getLogger("promptstudio.events")
@@ -69,12 +75,25 @@ class Subscriber:
     closed: bool = False
     #: A RESYNC is waiting to be taken (it takes no room and never overflows the inbox).
     resync: bool = False
+    #: Whose subscription this is (e.g. the principal, for a feed's batched re-check of rights).
+    owner: Any = None
+    #: For a topic with a feed: the first notice number (``Feed.received``) this subscriber gets items of.
+    since: int = 0
+    #: The stream should end with this error (its rights were withdrawn, say): set by ``fail``.
+    error: BaseException | None = None
     _pending: deque[Notice] = field(default_factory=deque, init=False, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
+    def fail(self, error: BaseException) -> None:
+        """End the stream with ``error`` at its next wake-up (which is now); nothing more is delivered."""
+        if self.error is None:
+            self.error = error
+            self._pending.clear()
+            self._wake.set()
+
     def offer(self, notice: Notice) -> None:
         """Called by the bus; never blocks."""
-        if self.overflowed or self.closed:
+        if self.overflowed or self.closed or self.error is not None:
             return
         if notice.resync:
             self.resync = True
@@ -83,12 +102,18 @@ class Subscriber:
         if self.accept is not None and not self.accept(notice.data):
             return
         if len(self._pending) >= self.maxsize:
-            self.overflowed = True
-            self._pending.clear()
-            log.warning("subscriber of %s fell more than %d events behind; closing it", self.topic, self.maxsize)
-            self._wake.set()  # wake it, so it notices at once
+            self.fall_behind()
             return
         self._pending.append(notice)
+        self._wake.set()
+
+    def fall_behind(self) -> None:
+        """Mark it ``overflowed`` (its stream ends with FELL_BEHIND) and wake it, so it notices at once."""
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self._pending.clear()
+        log.warning("subscriber of %s fell more than %d events behind; closing it", self.topic, self.maxsize)
         self._wake.set()
 
     @property
@@ -98,10 +123,11 @@ class Subscriber:
     async def next_batch(self, timeout: float | None = None) -> list[Notice]:  # noqa: ASYNC109 (an idle timeout, not a deadline)
         """Wait for notices, then take all that are waiting (bursts coalesce into one batch).
 
-        Returns ``[]`` when ``timeout`` passes first, or when the subscriber overflowed or was
-        closed (check ``overflowed`` and ``closed``). A pending RESYNC comes last in the batch.
+        Returns ``[]`` when ``timeout`` passes first, or when the subscriber overflowed, was
+        closed or failed (check ``overflowed``, ``closed`` and ``error``). A pending RESYNC comes last
+        in the batch.
         """
-        if not (self._pending or self.resync or self.overflowed or self.closed):
+        if not (self._pending or self.resync or self.overflowed or self.closed or self.error is not None):
             self._wake.clear()
             try:
                 if timeout is None:
@@ -113,8 +139,8 @@ class Subscriber:
         return self.drain()
 
     def drain(self) -> list[Notice]:
-        """Take whatever is waiting, without waiting (``[]`` once overflowed or closed)."""
-        if self.overflowed or self.closed:
+        """Take whatever is waiting, without waiting (``[]`` once overflowed, closed or failed)."""
+        if self.overflowed or self.closed or self.error is not None:
             return []
         batch = list(self._pending)
         self._pending.clear()
@@ -126,8 +152,12 @@ class Subscriber:
 
 class EventBus:
     def __init__(self, database_url: str, *, buffer: int = 1000, reconnect_delay: float = 1.0,
-                 health_check_seconds: float = HEALTH_CHECK_SECONDS, sweep_seconds: float = SWEEP_SECONDS):
+                 health_check_seconds: float = HEALTH_CHECK_SECONDS, sweep_seconds: float = SWEEP_SECONDS,
+                 sessionmaker: Any = None):
         self._url = plain_url(database_url)
+        #: Sessions for the feeds' reads: the bus's own small pool, apart from the requests' (None: no feeds).
+        self.sessionmaker = sessionmaker
+        self._feeds: dict[str, Feed] = {}
         self._buffer = buffer
         self._reconnect_delay = reconnect_delay
         self._health_check_seconds = health_check_seconds
@@ -165,6 +195,9 @@ class EventBus:
 
     async def stop(self) -> None:
         self._closing = True
+        for feed in list(self._feeds.values()):
+            feed.stop()
+        self._feeds.clear()
         for task in (self._task, self._sweeper):
             if task:
                 task.cancel()
@@ -260,33 +293,61 @@ class EventBus:
             self.dispatch(Notice(topic=str(topic), data=data))
 
     def dispatch(self, notice: Notice) -> None:
-        """Offer a notice to the subscribers of its topic."""
+        """Offer a notice to the subscribers of its topic (to its feed, if it has one)."""
+        feed = self._feeds.get(notice.topic or "")
+        if feed is not None:
+            feed.notify(notice)
+            return
         for sub in tuple(self._by_topic.get(notice.topic or "", ())):
             sub.offer(notice)
 
     def _broadcast(self, notice: Notice) -> None:
-        for subs in list(self._by_topic.values()):
+        for topic, subs in list(self._by_topic.items()):
+            feed = self._feeds.get(topic)
+            if feed is not None:
+                feed.notify(notice)  # the feed catches up for all its subscribers
+                continue
             for sub in tuple(subs):
                 sub.offer(notice)
 
     def subscribe(self, topic: str, *, accept: Callable[[Mapping[str, Any]], bool] | None = None,
-                  alive: Callable[[], bool] | None = None) -> Subscriber:
+                  alive: Callable[[], bool] | None = None, owner: Any = None,
+                  feed: Callable[[], tuple[FeedReader, Callable[[Mapping[str, Any]], bool] | None]] | None = None
+                  ) -> Subscriber:
         """Register a subscriber of ``topic`` (``app.events.topics``), keeping the notices ``accept`` takes.
 
         Notices committed after this call reach it; call ``unsubscribe`` when done. ``alive`` tells
-        whether its client is still there (checked every few seconds).
+        whether its client is still there (checked every few seconds). ``feed`` makes the topic a shared
+        feed (if it is not one yet): it returns the reader and which notices the reader wants; the
+        subscriber then receives the items the feed reads (for notices arriving after this call).
         """
-        sub = Subscriber(topic=topic, maxsize=self._buffer, accept=accept, alive=alive)
+        sub = Subscriber(topic=topic, maxsize=self._buffer, accept=accept, alive=alive, owner=owner)
+        shared = self._feeds.get(topic)
+        if shared is None and feed is not None:
+            if self._by_topic.get(topic):
+                raise RuntimeError(f"topic {topic} has subscribers without a feed")
+            reader, wanted = feed()
+            shared = self._feeds[topic] = Feed(self, topic, reader, accept=wanted)
+            shared.start()
+        if shared is not None:
+            sub.since = shared.received
         self._by_topic[topic].add(sub)
         return sub
 
+    def feed(self, topic: str) -> Feed | None:
+        """The shared feed of ``topic``, if it has one now."""
+        return self._feeds.get(topic)
+
     def unsubscribe(self, sub: Subscriber) -> None:
-        """Forget a subscriber (idempotent)."""
+        """Forget a subscriber (idempotent); the topic's feed stops with its last subscriber."""
         subs = self._by_topic.get(sub.topic)
         if subs is not None:
             subs.discard(sub)
             if not subs:
                 del self._by_topic[sub.topic]
+                feed = self._feeds.pop(sub.topic, None)
+                if feed is not None:
+                    feed.stop()
 
     @property
     def subscriber_count(self) -> int:

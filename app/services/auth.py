@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -97,3 +99,34 @@ async def still_valid(sessionmaker: async_sessionmaker[AsyncSession], principal:
                 select(ApiKey.revoked_at, ApiKey.expires_at).where(ApiKey.id == principal.api_key_id))).first()
             return key is not None and key.revoked_at is None and (key.expires_at is None or key.expires_at > t)
     return True
+
+
+def credential_of(principal: Principal) -> tuple[str, Any] | None:
+    """What ``still_valid_many`` checks for ``principal``: its session or API key (None: nothing to check)."""
+    if principal.kind == "user" and principal.session_id is not None:
+        return ("session", principal.session_id)
+    if principal.kind == "api_key":
+        return ("api_key", principal.api_key_id)
+    return None
+
+
+async def still_valid_many(session: AsyncSession, principals: Iterable[Principal]) -> set[tuple[str, Any]]:
+    """``still_valid`` for many principals at once (a live feed's subscribers): the credentials
+    (``credential_of``) that still hold — at most one query for the sessions and one for the API keys."""
+    creds = {c for c in map(credential_of, principals) if c is not None}
+    sessions = [i for kind, i in creds if kind == "session"]
+    keys = [i for kind, i in creds if kind == "api_key"]
+    t = now()
+    valid: set[tuple[str, Any]] = set()
+    if sessions:
+        rows = await session.execute(
+            select(UserSession.id).join(User, User.id == UserSession.user_id)
+            .where(UserSession.id.in_(sessions), UserSession.revoked_at.is_(None), UserSession.expires_at > t,
+                   User.is_active.is_(True)))
+        valid.update(("session", i) for i in rows.scalars())
+    if keys:
+        rows = await session.execute(
+            select(ApiKey.id).where(ApiKey.id.in_(keys), ApiKey.revoked_at.is_(None),
+                                    (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > t)))
+        valid.update(("api_key", i) for i in rows.scalars())
+    return valid

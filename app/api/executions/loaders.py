@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
@@ -65,6 +65,28 @@ def filter_conditions(args: tuple[Any, ...]) -> list[ColumnElement[bool]]:
     if before is not None:
         out.append(e.created_at < before)
     return out
+
+
+def filter_matches(args: tuple[Any, ...]) -> Callable[[models.Execution], bool]:
+    """``filter_conditions`` evaluated in Python on a row already read (a live feed's subscribers each
+    filter the rows the feed read once)."""
+    statuses, prompt_id, version_id, environment, after, before = args
+    after, before = _aware(after), _aware(before)
+
+    def matches(row: models.Execution) -> bool:
+        return ((statuses is None or row.status in statuses)
+                and (prompt_id is None or row.prompt_id == prompt_id)
+                and (version_id is None or row.version_id == version_id)
+                and (environment is None or row.environment == environment)
+                and (after is None or row.created_at >= after)
+                and (before is None or row.created_at < before))
+
+    return matches
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    """A time without a zone means UTC (as the database reads it: its sessions run in UTC)."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 class ProjectExecutionsPage(ChildPageLoader):

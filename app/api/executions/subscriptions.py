@@ -5,9 +5,13 @@ How an event reaches a subscriber: the transaction that changes an execution als
 event (``executions.last_event_seq``), stores it in ``execution_events`` and publishes a notice on
 the topics of the execution and of its project's executions (``app.services.execution_events``).
 Every server process LISTENs once (``app.events.bus``) and wakes the subscribers of those topics.
-A woken subscriber reads what is new from the table — one query for every wake-up, however many
-notices arrived meanwhile — so the notices are only hints: none carries data, and losing one (a
-reconnect of the LISTEN connection, which sends a RESYNC) costs a catch-up read, never an event.
+An ``executionUpdated`` subscriber, woken, reads what is new from the table — one query for every
+wake-up, however many notices arrived meanwhile — so the notices are only hints: none carries data,
+and losing one (a reconnect of the LISTEN connection, which sends a RESYNC) costs a catch-up read,
+never an event. ``projectExecutions``, which a thousand monitors may watch, has a shared feed per
+project and process instead (``ProjectExecutionsReader``, ``app.events.feed``): one read per batch
+of notices, on the bus's own pool, whose events (the same objects) every subscriber filters for
+itself; rights are re-checked for all of them at once.
 
 No race between the snapshot and the stream: ``executionUpdated`` registers with the bus
 *before* it reads the execution row. The row's ``last_event_seq`` is bumped in the same
@@ -23,6 +27,7 @@ notices behind (its client does not read) gets a FELL_BEHIND error and its strea
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
@@ -34,13 +39,24 @@ from app.db import models
 from app.db.models.enums import ExecutionEventType as EventType
 from app.db.models.enums import ExecutionStatus
 from app.events import topics
+from app.events.bus import Notice
 from app.services.access import Action
 
+from ..core import live
 from ..core.context import Info
 from ..core.errors import ClientError
-from ..core.live import AccessCheck, EventStream, client_alive, event_bus, fell_behind, not_found, subscribe_checked
+from ..core.live import (
+    AccessCheck,
+    EventStream,
+    FeedAccessCheck,
+    client_alive,
+    event_bus,
+    fell_behind,
+    not_found,
+    subscribe_checked,
+)
 from ..core.relay import decode_id
-from .loaders import filter_conditions
+from .loaders import filter_matches
 from .types import Execution, ExecutionEvent, ExecutionFilter, filter_args
 
 #: Event types that end an execution's stream.
@@ -162,7 +178,10 @@ def _status_types(statuses: tuple[str, ...] | None) -> frozenset[str]:
     return frozenset(t for t, s in STATUS_OF_EVENT.items() if statuses is None or s in statuses)
 
 
-async def read_project_events(ctx, project_id: uuid.UUID, types: frozenset[str], conditions: list, *,
+_ALL_STATUS_TYPES = _status_types(None)
+
+
+async def read_project_events(sessionmaker, project_id: uuid.UUID, types: frozenset[str], conditions: list, *,
                               keys: list[tuple[uuid.UUID, int]] | None = None, since: datetime | None = None,
                               limit: int | None = None) -> list[tuple[models.ExecutionEvent, models.Execution]]:
     """Status-change events of the project's executions that match the filter, with their rows (one query).
@@ -179,8 +198,70 @@ async def read_project_events(ctx, project_id: uuid.UUID, types: frozenset[str],
         stmt = stmt.where(ev.at >= since).order_by(ev.at, ev.execution_id, ev.seq)
     if limit is not None:
         stmt = stmt.limit(limit)
-    async with ctx.db() as session:
+    async with sessionmaker() as session:
         return [(e, x) for e, x in (await session.execute(stmt)).all()]
+
+
+class ProjectExecutionsReader:
+    """The shared feed of one project's ``projectExecutions`` in this process (``app.events.feed``).
+
+    For each batch of notices it reads the status-change events they name with their execution rows
+    (one query, on the bus's pool), in commit order, each delivered once (a RESYNC's catch-up is
+    deduplicated against what was sent), and hands the same ``ExecutionEvent`` objects to every
+    subscriber; each keeps those its filter matches (``filter_matches``, evaluated on the row).
+    """
+
+    def __init__(self, bus, project_id: uuid.UUID):
+        self.bus, self.project_id = bus, project_id
+        self.topic = topics.project_executions(project_id)
+        self.sessionmaker = bus.sessionmaker
+        self.access = FeedAccessCheck(bus.sessionmaker, project_id, "project", Action.READ_EXECUTIONS)
+        #: execution -> (last seq delivered, its time)
+        self.seen: dict[uuid.UUID, tuple[int, datetime]] = {}
+        #: The database time of the first subscriber's check, and of the latest event delivered.
+        self.started: datetime | None = None
+        self.last_at: datetime | None = None
+
+    def check_due(self) -> bool:
+        return self.access.due()
+
+    async def check(self, subscribers) -> None:
+        await self.access(subscribers)
+
+    async def read(self, notices, resync: int | None) -> list[tuple[int, Notice]]:
+        tagged: list[tuple[int, models.ExecutionEvent, models.Execution]] = []
+        if notices:
+            order = {(uuid.UUID(n.data["e"]), int(n.data["s"])): i for i, n in notices}
+            rows = await read_project_events(self.sessionmaker, self.project_id, _ALL_STATUS_TYPES, [],
+                                             keys=list(order))
+            tagged = sorted(((order[(e.execution_id, e.seq)], e, x) for e, x in rows), key=lambda t: t[0])
+        if resync is not None and (self.started is not None or self.last_at is not None):
+            # Notices may have been lost while the bus reconnected: read what happened lately.
+            anchor = self.last_at or self.started
+            assert anchor is not None
+            since = max(self.started or anchor, anchor - RESYNC_WINDOW)
+            rows = await read_project_events(self.sessionmaker, self.project_id, _ALL_STATUS_TYPES, [],
+                                             since=since, limit=self.bus.buffer + 1)
+            if len(rows) > self.bus.buffer:
+                for sub in list(self.bus._by_topic.get(self.topic, ())):
+                    sub.fall_behind()
+                rows = []
+            tagged.extend((resync, e, x) for e, x in rows)
+        out: list[tuple[int, Notice]] = []
+        for n, event, execution in tagged:
+            done = self.seen.get(event.execution_id)
+            if done is not None and event.seq <= done[0]:
+                continue
+            self.seen[event.execution_id] = (event.seq, event.at)
+            self.last_at = event.at if self.last_at is None else max(self.last_at, event.at)
+            out.append((n, Notice(topic=self.topic, data={
+                "t": event.type, "at": event.at, "row": execution, "resync": n == resync,
+                "event": ExecutionEvent.from_row(event, execution, shared=True)})))
+        if len(self.seen) > SEEN_LIMIT and self.last_at is not None:
+            horizon = self.last_at - 2 * RESYNC_WINDOW
+            for key in [k for k, (_, at) in self.seen.items() if at < horizon]:
+                del self.seen[key]
+        return out
 
 
 async def open_project_stream(info: Info, gid: strawberry.ID, filter: ExecutionFilter | None) -> EventStream:
@@ -192,53 +273,55 @@ async def open_project_stream(info: Info, gid: strawberry.ID, filter: ExecutionF
     args = filter_args(filter)
     statuses, rest = args[0], (None, *args[1:])
     types = _status_types(statuses)
+    matches = filter_matches(rest)
+    joined: list[datetime] = []  # the database time of the check, once known
+
+    def accept(data) -> bool:
+        if data["t"] not in types:
+            return False
+        if data["resync"] and joined and data["at"] < joined[0]:
+            return False  # caught up after a RESYNC, but older than this subscription
+        return matches(data["row"])
+
+    bus = event_bus(info)
+    if bus.sessionmaker is None:
+        raise ClientError("Live updates are not available: this server process's event bus has no feed pool.",
+                          "UNAVAILABLE")
+
+    def feed():
+        return ProjectExecutionsReader(bus, project_id), lambda data: data.get("t") in _ALL_STATUS_TYPES
+
     bus, sub, started = await subscribe_checked(info, principal, topics.project_executions(project_id), project_id,
-                                                Action.READ_EXECUTIONS, accept=lambda data: data.get("t") in types)
-    events = _project_events(ctx, bus, sub, project_id, types, filter_conditions(rest), started)
-    return EventStream(bus, sub, events)
+                                                Action.READ_EXECUTIONS, accept=accept, feed=feed)
+    joined.append(started)
+    shared = bus.feed(sub.topic)
+    if shared is not None and shared.reader.started is None:
+        shared.reader.started = started
+    return EventStream(bus, sub, _project_events(ctx, sub))
 
 
-async def _project_events(ctx, bus, sub, project_id: uuid.UUID, types: frozenset[str], conditions: list,
-                          started: datetime) -> AsyncGenerator[ExecutionEvent, None]:
-    seen: dict[uuid.UUID, tuple[int, datetime]] = {}  # execution -> (last seq delivered, its time)
-    last_at = started
-    recheck = AccessCheck(ctx, project_id, "project", Action.READ_EXECUTIONS)
+async def _project_events(ctx, sub) -> AsyncGenerator[ExecutionEvent, None]:
+    """What the project's feed hands this subscriber: the events its filter matches, in commit order."""
+    refreshed = time.monotonic()
     while True:
         batch = await sub.next_batch()
         if sub.closed:
             return  # its client is gone
+        if sub.error is not None:
+            raise sub.error  # its rights were withdrawn (the feed's re-check)
         if sub.overflowed:
             raise fell_behind(sub)
-        notices = [n for n in batch if not n.resync]
-        resync = any(n.resync for n in batch)
-        if not notices and not resync:
-            continue
-        ctx.refresh_loaders()
-        await recheck()
-        if resync:
-            # Notices may have been lost while the bus reconnected: read what happened lately.
-            since = max(started, last_at - RESYNC_WINDOW)
-            rows = await read_project_events(ctx, project_id, types, conditions, since=since,
-                                             limit=sub.maxsize + 1)
-            if len(rows) > sub.maxsize:
-                raise fell_behind(sub)
-        else:
-            order = {(uuid.UUID(n.data["e"]), int(n.data["s"])): i for i, n in enumerate(notices)}
-            rows = await read_project_events(ctx, project_id, types, conditions, keys=list(order))
-            rows.sort(key=lambda r: order[(r[0].execution_id, r[0].seq)])  # commit order
-        for event, execution in rows:
-            done = seen.get(event.execution_id)
-            if done is not None and event.seq <= done[0]:
-                continue
+        if time.monotonic() - refreshed >= live.ACCESS_RECHECK_SECONDS:
+            ctx.refresh_loaders()  # the WebSocket context lives as long as the connection
+            refreshed = time.monotonic()
+        for notice in batch:
+            if notice.resync:
+                continue  # the feed catches up for everyone
+            if sub.error is not None:
+                raise sub.error
             if sub.overflowed:
                 raise fell_behind(sub)
-            yield ExecutionEvent.from_row(event, execution)
-            seen[event.execution_id] = (event.seq, event.at)
-            last_at = max(last_at, event.at)
-        if len(seen) > SEEN_LIMIT:
-            horizon = last_at - 2 * RESYNC_WINDOW
-            for key in [k for k, (_, at) in seen.items() if at < horizon]:
-                del seen[key]
+            yield notice.data["event"]
 
 
 # ---------------------------------------------------------------------------- the root type

@@ -211,13 +211,18 @@ class ExecutionEvent:
     log_id: strawberry.Private[uuid.UUID | None] = None
     execution_row: strawberry.Private[models.Execution | None] = None
     log_row: strawberry.Private[models.ExecutionLog | None] = None
+    #: Set when one event object goes to many subscribers (a shared feed): their results, shared by
+    #: selection, variables and principal (``app.api.core.live.SharedEventExecutor``).
+    shared_results: strawberry.Private[dict[Any, Any] | None] = None
 
     @classmethod
     def from_row(cls, event: models.ExecutionEvent, execution: models.Execution | None = None,
-                 log: models.ExecutionLog | None = None) -> ExecutionEvent:
-        """An event read from ``execution_events``; ``execution``/``log`` rows save a load when at hand."""
+                 log: models.ExecutionLog | None = None, *, shared: bool = False) -> ExecutionEvent:
+        """An event read from ``execution_events``; ``execution``/``log`` rows save a load when at hand.
+        ``shared``: this one object goes to many subscribers, which share their results."""
         return cls(type=ExecutionEventType(event.type), sequence=event.seq, at=event.at, delta=event.delta,
-                   execution_id=event.execution_id, log_id=event.log_id, execution_row=execution, log_row=log)
+                   execution_id=event.execution_id, log_id=event.log_id, execution_row=execution, log_row=log,
+                   shared_results={} if shared else None)
 
     @classmethod
     def snapshot(cls, execution: models.Execution, at: datetime | None = None) -> ExecutionEvent:
@@ -225,17 +230,22 @@ class ExecutionEvent:
         return cls(type=ExecutionEventType.SNAPSHOT, sequence=execution.last_event_seq,
                    at=at or datetime.now(UTC), execution_id=execution.id, execution_row=execution)
 
+    # Plain (not async) resolvers: with the rows at hand, as in a live feed, the event's whole selection
+    # resolves without a coroutine (a thousand subscribers' worth of them per event); without, they
+    # return the loader's awaitable, which graphql-core awaits.
     @strawberry.field(description="The execution as it is now (as it was, for a SNAPSHOT).")
-    async def execution(self, info: Info) -> Execution:
+    def execution(self, info: Info) -> Execution:
         if self.execution_row is not None:
             return Execution.from_row(self.execution_row)
-        return await load_related(info, models.Execution, self.execution_id)
+        return load_related(info, models.Execution, self.execution_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The log entry, for LOG.")
-    async def log(self, info: Info) -> ExecutionLog | None:
+    def log(self, info: Info) -> ExecutionLog | None:
         if self.log_row is not None:
             return ExecutionLog.from_row(self.log_row)
-        return await load_related(info, models.ExecutionLog, self.log_id)
+        if self.log_id is None:
+            return None
+        return load_related(info, models.ExecutionLog, self.log_id)  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------ VersionStats
