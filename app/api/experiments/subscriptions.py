@@ -8,8 +8,9 @@ commits after that read is missed, and sends:
 1. at once, the progress as it is (``run`` null);
 2. an event per finished run — throttled: when runs finish faster than one per
    ``PROMPTSTUDIO_EXPERIMENT_PROGRESS_INTERVAL_SECONDS`` (0.25 s by default), the runs that finished
-   meanwhile are reported together (``finishedRuns``; ``run`` is the last of them); progress is
-   always read from the experiment's row, so it is exact whatever was coalesced;
+   meanwhile are reported together (``finishedRuns``, the change of the row's counters since the last
+   event; ``run`` is the last of them); progress is always read from the experiment's row, so it is
+   exact whatever was coalesced, and the finishedRuns of a stream add up to the runs that finished;
 3. when the experiment has ended (COMPLETED or CANCELLED), a last event, and the stream completes.
 
 Notices are only hints: a subscriber whose inbox overflows, a RESYNC after the bus reconnected, or an
@@ -103,6 +104,17 @@ async def _read_run(ctx: Any, run_id: uuid.UUID | None) -> models.ExperimentRun 
         return await session.get(models.ExperimentRun, run_id)
 
 
+async def _last_finished_run(ctx: Any, experiment_id: uuid.UUID) -> models.ExperimentRun | None:
+    r = models.ExperimentRun
+    async with ctx.db() as session:
+        return (await session.execute(select(r).where(r.experiment_id == experiment_id, r.ended_at.is_not(None))
+                                      .order_by(r.ended_at.desc(), r.id.desc()).limit(1))).scalar_one_or_none()
+
+
+def _finished(e: models.Experiment) -> int:
+    return e.runs_completed + e.runs_failed + e.runs_cancelled
+
+
 def _counts(e: models.Experiment) -> tuple[int, ...]:
     return e.runs_total, e.runs_running, e.runs_completed, e.runs_failed, e.runs_cancelled
 
@@ -177,10 +189,15 @@ async def _progress(ctx: Any, stream: _Stream, topic: str, alive: Any,
         now = await _read(ctx, experiment_id)
         if now is None:
             raise ClientError("This experiment was deleted.", "NOT_FOUND")
-        if not runs and now.status not in ENDED and _counts(now) == _counts(row):
-            continue  # nothing new (an idle wake-up)
+        if now.status == row.status and _counts(now) == _counts(row):
+            continue  # nothing new: an idle wake-up, or notices of runs an earlier event counted already
+        # Counted from the row, not from the notices: a notice may arrive after the row that counts its run
+        # was read (NOTIFY is delivered a little after COMMIT), and the stream may end before it arrives.
+        done = _finished(now) - _finished(row)
         run = await _read_run(ctx, uuid.UUID(runs[-1])) if runs else None
-        yield _event(now, run, len(runs))
+        if run is None and done:
+            run = await _last_finished_run(ctx, experiment_id)
+        yield _event(now, run, done)
         row, last_sent = now, time.monotonic()
         if now.status in ENDED:
             return
