@@ -280,6 +280,12 @@ class EventBus:
         self._by_topic[topic].add(sub)
         return sub
 
+    def attach(self, sub: Subscriber) -> Subscriber:
+        """Register a subscriber built elsewhere (e.g. one whose ``offer`` acts at once, in the bus's
+        callback: app.services.hot's cache invalidator); ``unsubscribe`` it when done."""
+        self._by_topic[sub.topic].add(sub)
+        return sub
+
     def unsubscribe(self, sub: Subscriber) -> None:
         """Forget a subscriber (idempotent)."""
         subs = self._by_topic.get(sub.topic)
