@@ -119,7 +119,7 @@ class HotCaches:
 
     def __init__(self, *, token_size: int, role_size: int, resolve_size: int, bus: Any = None):
         self.tokens: LRU[str, TokenEntry] = LRU(token_size)
-        self.roles: LRU[tuple[uuid.UUID, uuid.UUID], Any] = LRU(role_size)
+        self.roles: LRU[tuple, str] = LRU(role_size)
         self.resolves: LRU[tuple, Any] = LRU(resolve_size)
         self.bus = bus
         #: Bumped by every invalidation: ``put`` stores only what was read within one generation.
