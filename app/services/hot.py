@@ -236,6 +236,11 @@ class Settle:
         self.marker = marker
         self._waits = [(c, c._markers.setdefault(marker, asyncio.Event())) for c in caches]
 
+    def discard(self) -> None:
+        """The transaction did not commit: nothing to wait for."""
+        for c, _ in self._waits:
+            c._markers.pop(self.marker, None)
+
     async def wait(self, seconds: float = SETTLE_SECONDS) -> bool:
         try:
             await asyncio.wait_for(asyncio.gather(*(e.wait() for _, e in self._waits)), seconds)

@@ -91,6 +91,7 @@ async def perform(sessionmaker: async_sessionmaker[AsyncSession], principal: Pri
                   fn: Service[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` in one audited transaction as ``principal`` (see the module docstring)."""
     note = AuditNote(action=fn.action)
+    settle: hot.Settle | None = None
     try:
         async with sessionmaker() as session, session.begin():
             tx = Tx(session=session, principal=principal, settings=settings, note=note,
@@ -104,6 +105,8 @@ async def perform(sessionmaker: async_sessionmaker[AsyncSession], principal: Pri
                            {"error": {"code": exc.code, "message": exc.message}})
         raise
     except Exception:
+        if settle is not None:
+            settle.discard()  # the commit failed
         await record_apart(sessionmaker, principal, note, AuditResult.FAILURE, {"error": {"code": "INTERNAL"}})
         raise
     if settle is not None:
