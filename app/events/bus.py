@@ -134,6 +134,8 @@ class EventBus:
         self._sweep_seconds = sweep_seconds
         self._sweeper: asyncio.Task | None = None
         self._by_topic: dict[str, set[Subscriber]] = defaultdict(set)
+        #: Subscribers of the process itself (``attach``), not counted as subscriptions.
+        self._attached: set[Subscriber] = set()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
@@ -284,10 +286,12 @@ class EventBus:
         """Register a subscriber built elsewhere (e.g. one whose ``offer`` acts at once, in the bus's
         callback: app.services.hot's cache invalidator); ``unsubscribe`` it when done."""
         self._by_topic[sub.topic].add(sub)
+        self._attached.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Forget a subscriber (idempotent)."""
+        self._attached.discard(sub)
         subs = self._by_topic.get(sub.topic)
         if subs is not None:
             subs.discard(sub)
@@ -296,4 +300,5 @@ class EventBus:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._by_topic.values())
+        """Subscriptions of clients (not the process's own ``attach``-ed subscribers)."""
+        return sum(len(s) for s in self._by_topic.values()) - len(self._attached)
