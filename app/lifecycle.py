@@ -19,7 +19,7 @@ from app.events.bus import EventBus
 from app.providers import aclose_providers
 from app.runtime import Runtime
 from app.services import crypto
-from app.services.hot import HotCaches, LastUsed, watch_writes
+from app.services.hot import CACHE_BUS_NAME, HotCaches, LastUsed, watch_writes
 from app.settings import Settings, SettingsError
 
 log = logging.getLogger("promptstudio")
@@ -54,7 +54,8 @@ async def _stop_sandbox(runtime: Runtime) -> None:
 
 
 async def _start_bus(runtime: Runtime, *, http: bool = True) -> None:
-    runtime.bus = EventBus(runtime.database_url, buffer=runtime.settings.subscriber_buffer)
+    runtime.bus = EventBus(runtime.database_url, buffer=runtime.settings.subscriber_buffer,
+                           application_name=CACHE_BUS_NAME if http else "promptstudio-bus")
     await runtime.bus.start()
 
 

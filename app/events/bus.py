@@ -126,8 +126,11 @@ class Subscriber:
 
 class EventBus:
     def __init__(self, database_url: str, *, buffer: int = 1000, reconnect_delay: float = 1.0,
-                 health_check_seconds: float = HEALTH_CHECK_SECONDS, sweep_seconds: float = SWEEP_SECONDS):
+                 health_check_seconds: float = HEALTH_CHECK_SECONDS, sweep_seconds: float = SWEEP_SECONDS,
+                 application_name: str = "promptstudio-bus"):
         self._url = plain_url(database_url)
+        #: The LISTEN connection's application_name (app.services.hot counts the processes with caches by it).
+        self.application_name = application_name
         self._buffer = buffer
         self._reconnect_delay = reconnect_delay
         self._health_check_seconds = health_check_seconds
@@ -176,7 +179,7 @@ class EventBus:
 
     async def _connect(self) -> asyncpg.Connection:
         lost = self._lost
-        conn = await asyncpg.connect(self._url, server_settings={"application_name": "promptstudio-bus"})
+        conn = await asyncpg.connect(self._url, server_settings={"application_name": self.application_name})
         conn.add_termination_listener(lambda c: lost.set())
         await conn.add_listener(CHANNEL, self._on_notify)
         return conn
@@ -281,6 +284,12 @@ class EventBus:
         sub = Subscriber(topic=topic, maxsize=self._buffer, accept=accept, alive=alive)
         self._by_topic[topic].add(sub)
         return sub
+
+    async def notify(self, payload: str) -> None:
+        """NOTIFY ``payload`` (``publish.encode``) on the bus's own connection, outside any transaction."""
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
     def attach(self, sub: Subscriber) -> Subscriber:
         """Register a subscriber built elsewhere (e.g. one whose ``offer`` acts at once, in the bus's

@@ -47,7 +47,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.events.bus import Notice, Subscriber
-from app.events.publish import publish
+from app.events.publish import encode, publish
 from app.events.topics import CACHES
 
 log = logging.getLogger("promptstudio.hot")
@@ -127,7 +127,10 @@ class HotCaches:
         #: Notices applied (for tests and metrics).
         self.notices = 0
         #: Sync markers a writer in this process waits for (see :func:`before_commit`).
-        self._markers: dict[str, asyncio.Event] = {}
+        self._markers: dict[str, Settle] = {}
+        #: Who this is in acknowledgements of sync markers.
+        self.ident = uuid.uuid4().hex
+        self._acks: set[asyncio.Task] = set()
         _LIVE.add(self)
 
     @property
@@ -161,10 +164,19 @@ class HotCaches:
 
     def apply(self, notice: Notice) -> None:
         """Drop what a notice of topic ``caches`` concerns (RESYNC: everything)."""
+        if "ack" in notice.data and not notice.resync:
+            settle = self._markers.get(str(notice.data["ack"]))
+            if settle is not None:
+                settle.acked(str(notice.data.get("by")))
+            return
         if "sync" in notice.data and not notice.resync:
-            marker = self._markers.get(str(notice.data["sync"]))
-            if marker is not None:
-                marker.set()
+            # Everything committed before the marker has been applied (notices arrive in commit order):
+            # tell the writer, wherever it runs.
+            if self.bus is not None:
+                task = asyncio.get_running_loop().create_task(self.bus.notify(
+                    encode([CACHES], {"ack": str(notice.data["sync"]), "by": self.ident})))
+                self._acks.add(task)
+                task.add_done_callback(self._acks.discard)
             return
         self.generation += 1
         self.notices += 1
@@ -230,35 +242,53 @@ def watch_writes(engine: Any) -> None:
 
 
 class Settle:
-    """What a writer waits for after its commit: every cache of this process has applied its notices."""
+    """What a writer waits for after its commit: every process with caches has applied its notices (each
+    acknowledges the marker that follows them)."""
 
-    def __init__(self, marker: str, caches: list[HotCaches]):
+    def __init__(self, marker: str, caches: list[HotCaches], expected: int):
         self.marker = marker
-        self._waits = [(c, c._markers.setdefault(marker, asyncio.Event())) for c in caches]
+        self.expected = expected
+        self._by: set[str] = set()
+        self._done = asyncio.Event()
+        self._caches = caches
+        for c in caches:
+            c._markers[marker] = self
+        if expected <= 0:
+            self._done.set()
+
+    def acked(self, by: str) -> None:
+        self._by.add(by)
+        if len(self._by) >= self.expected:
+            self._done.set()
 
     def discard(self) -> None:
         """The transaction did not commit: nothing to wait for."""
-        for c, _ in self._waits:
+        for c in self._caches:
             c._markers.pop(self.marker, None)
 
     async def wait(self, seconds: float = SETTLE_SECONDS) -> bool:
         try:
-            await asyncio.wait_for(asyncio.gather(*(e.wait() for _, e in self._waits)), seconds)
+            await asyncio.wait_for(self._done.wait(), seconds)
             return True
         except TimeoutError:
-            log.warning("the cache notices of a change did not come back within %.1f s (is the event bus down? "
-                        "then the caches are not used)", seconds)
+            log.warning("%d of %d processes acknowledged a change's cache notices within %.1f s (a process whose "
+                        "event bus is down does not use its caches)", len(self._by), self.expected, seconds)
             return False
         finally:
-            for c, _ in self._waits:
-                c._markers.pop(self.marker, None)
+            self.discard()
+
+
+#: application_name of the LISTEN connections of processes with caches (serve, not worker).
+CACHE_BUS_NAME = "promptstudio-bus-http"
+_COUNT = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name AND datname = current_database()")
 
 
 async def before_commit(session: AsyncSession) -> Settle | None:
     """Called by ``app.services.tx.perform`` at the end of a change's transaction: when it changed what the
     caches hold, NOTIFY a marker after the triggers' notices (same transaction, so delivered after them);
-    once committed, the writer waits (``Settle.wait``) until this process's caches have seen it, so the
-    change's own process never answers from a stale entry after the change returned."""
+    once committed, the writer waits (``Settle.wait``) until every process with caches (counted by the
+    application_name of their LISTEN connections) has acknowledged the marker, i.e. applied the notices
+    before it: no process answers from a stale entry after the change returned."""
     live = [c for c in _LIVE if c.usable]
     if not live:
         return None
@@ -266,7 +296,8 @@ async def before_commit(session: AsyncSession) -> Settle | None:
     conn = await session.connection()
     if not conn.sync_connection.info.pop(_DIRTY, False):  # type: ignore[union-attr]
         return None
-    settle = Settle(uuid.uuid4().hex, live)
+    expected = (await session.execute(_COUNT, {"name": CACHE_BUS_NAME})).scalar_one()
+    settle = Settle(uuid.uuid4().hex, live, int(expected))
     await publish(session, [CACHES], {"sync": settle.marker})
     return settle
 
