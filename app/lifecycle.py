@@ -19,6 +19,7 @@ from app.events.bus import EventBus
 from app.providers import aclose_providers
 from app.runtime import Runtime
 from app.services import crypto
+from app.services.hot import CACHE_BUS_NAME, HotCaches, LastUsed, watch_writes
 from app.settings import Settings, SettingsError
 
 log = logging.getLogger("promptstudio")
@@ -58,7 +59,8 @@ async def _start_bus(runtime: Runtime, *, http: bool = True) -> None:
     live_engine, live_sessions = create_engine_and_sessionmaker(
         runtime.database_url, settings.replace(db_pool_size=settings.live_pool_size, db_max_overflow=0))
     runtime.extras["live_engine"] = live_engine
-    runtime.bus = EventBus(runtime.database_url, buffer=settings.subscriber_buffer, sessionmaker=live_sessions)
+    runtime.bus = EventBus(runtime.database_url, buffer=settings.subscriber_buffer, sessionmaker=live_sessions,
+                           application_name=CACHE_BUS_NAME if http else "promptstudio-bus")
     await runtime.bus.start()
 
 
@@ -68,6 +70,23 @@ async def _stop_bus(runtime: Runtime) -> None:
     live_engine = runtime.extras.pop("live_engine", None)
     if live_engine is not None:
         await live_engine.dispose()
+
+
+async def _start_hot(runtime: Runtime, *, http: bool = True) -> None:
+    """The hot path's caches, kept true by the bus (app.services.hot), and the lastUsedAt writer."""
+    s = runtime.settings
+    runtime.last_used = LastUsed(runtime.sessionmaker, flush_seconds=s.last_used_flush_seconds)
+    runtime.last_used.start()
+    if http and runtime.bus is not None:
+        runtime.caches = HotCaches(token_size=s.token_cache_size, role_size=s.role_cache_size,
+                                   resolve_size=s.resolve_cache_size, bus=runtime.bus)
+        runtime.bus.attach(runtime.caches.subscriber())
+    watch_writes(runtime.engine.sync_engine)
+
+
+async def _stop_hot(runtime: Runtime) -> None:
+    if runtime.last_used is not None:
+        await runtime.last_used.stop()  # writes what is still noted
 
 
 async def _start_embeddings(runtime: Runtime, *, http: bool = True) -> None:
@@ -80,8 +99,9 @@ async def _stop_embeddings(runtime: Runtime) -> None:
 
 #: Components that run beside HTTP, started in this order (and stopped in reverse).
 START_HOOKS: list[Callable[..., Awaitable[None]]] = [crypto.start_hook, _start_sandbox, _start_embeddings, _start_bus,
-                                                     engine.start]
-STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_sandbox, _stop_embeddings, _stop_bus, engine.stop]
+                                                     _start_hot, engine.start]
+STOP_HOOKS: list[Callable[[Runtime], Awaitable[None]]] = [_stop_sandbox, _stop_embeddings, _stop_bus, _stop_hot,
+                                                          engine.stop]
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

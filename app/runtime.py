@@ -17,6 +17,9 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     #: app.events bus (LISTEN/NOTIFY fan-out), once started.
     bus: Any = None
+    #: app.services.hot: the hot path's caches (HotCaches) and lastUsedAt written behind (LastUsed).
+    caches: Any = None
+    last_used: Any = None
     #: app.engine worker pool, once started.
     workers: Any = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -124,6 +124,16 @@ class Settings:
     argon2_memory_kib: int = 65536
     #: How often (seconds) lastUsedAt of a session or API key is written at most.
     last_used_resolution_seconds: int = 60
+    #: lastUsedAt is written in the background, batched: one UPDATE per table every this many seconds
+    #: (so it is approximate: up to resolution + flush seconds behind).
+    last_used_flush_seconds: float = 5.0
+    #: The hot path's in-process caches (app/services/hot.py), kept true across processes by NOTIFY:
+    #: tokens (hash -> principal), roles (user, project -> role) and resolvePrompt answers
+    #: (project, name, environment -> prompt, deployments, versions). Entries, least recently used dropped
+    #: first; 0 turns that cache off.
+    token_cache_size: int = 10_000
+    role_cache_size: int = 10_000
+    resolve_cache_size: int = 10_000
 
     # --- GraphQL limits
     max_query_depth: int = 12
@@ -284,6 +294,10 @@ class Settings:
             argon2_time_cost=_int("PROMPTSTUDIO_ARGON2_TIME_COST", 3, minimum=1, maximum=100),
             argon2_memory_kib=_int("PROMPTSTUDIO_ARGON2_MEMORY_KIB", 65536, minimum=1024, maximum=4 * 1024 * 1024),
             last_used_resolution_seconds=_int("PROMPTSTUDIO_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0),
+            last_used_flush_seconds=_float("PROMPTSTUDIO_LAST_USED_FLUSH_SECONDS", 5.0, minimum=0.05),
+            token_cache_size=_int("PROMPTSTUDIO_TOKEN_CACHE_SIZE", 10_000, minimum=0),
+            role_cache_size=_int("PROMPTSTUDIO_ROLE_CACHE_SIZE", 10_000, minimum=0),
+            resolve_cache_size=_int("PROMPTSTUDIO_RESOLVE_CACHE_SIZE", 10_000, minimum=0),
             max_query_depth=_int("PROMPTSTUDIO_MAX_QUERY_DEPTH", 12, minimum=1),
             max_aliases=_int("PROMPTSTUDIO_MAX_ALIASES", 30, minimum=0),
             max_tokens=_int("PROMPTSTUDIO_MAX_TOKENS", 5000, minimum=10),

@@ -140,7 +140,8 @@ class GraphQLView(GraphQL[Context, None]):
         for attempt in (1, 2):
             try:
                 principal = await authenticate(runtime.sessionmaker, token, ip_address=ip, user_agent=ua,
-                                               last_used_resolution=self.settings.last_used_resolution_seconds)
+                                               last_used_resolution=self.settings.last_used_resolution_seconds,
+                                               caches=runtime.caches, last_used=runtime.last_used)
                 return principal, None
             except InvalidToken as exc:
                 return Principal.anonymous(ip, ua), str(exc)

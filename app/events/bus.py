@@ -153,17 +153,21 @@ class Subscriber:
 class EventBus:
     def __init__(self, database_url: str, *, buffer: int = 1000, reconnect_delay: float = 1.0,
                  health_check_seconds: float = HEALTH_CHECK_SECONDS, sweep_seconds: float = SWEEP_SECONDS,
-                 sessionmaker: Any = None):
+                 sessionmaker: Any = None, application_name: str = "promptstudio-bus"):
         self._url = plain_url(database_url)
         #: Sessions for the feeds' reads: the bus's own small pool, apart from the requests' (None: no feeds).
         self.sessionmaker = sessionmaker
         self._feeds: dict[str, Feed] = {}
+        #: The LISTEN connection's application_name (app.services.hot counts the processes with caches by it).
+        self.application_name = application_name
         self._buffer = buffer
         self._reconnect_delay = reconnect_delay
         self._health_check_seconds = health_check_seconds
         self._sweep_seconds = sweep_seconds
         self._sweeper: asyncio.Task | None = None
         self._by_topic: dict[str, set[Subscriber]] = defaultdict(set)
+        #: Subscribers of the process itself (``attach``), not counted as subscriptions.
+        self._attached: set[Subscriber] = set()
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
@@ -207,7 +211,7 @@ class EventBus:
 
     async def _connect(self) -> asyncpg.Connection:
         lost = self._lost
-        conn = await asyncpg.connect(self._url, server_settings={"application_name": "promptstudio-bus"})
+        conn = await asyncpg.connect(self._url, server_settings={"application_name": self.application_name})
         conn.add_termination_listener(lambda c: lost.set())
         await conn.add_listener(CHANNEL, self._on_notify)
         return conn
@@ -338,8 +342,22 @@ class EventBus:
         """The shared feed of ``topic``, if it has one now."""
         return self._feeds.get(topic)
 
+    async def notify(self, payload: str) -> None:
+        """NOTIFY ``payload`` (``publish.encode``) on the bus's own connection, outside any transaction."""
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+
+    def attach(self, sub: Subscriber) -> Subscriber:
+        """Register a subscriber built elsewhere (e.g. one whose ``offer`` acts at once, in the bus's
+        callback: app.services.hot's cache invalidator); ``unsubscribe`` it when done."""
+        self._by_topic[sub.topic].add(sub)
+        self._attached.add(sub)
+        return sub
+
     def unsubscribe(self, sub: Subscriber) -> None:
         """Forget a subscriber (idempotent); the topic's feed stops with its last subscriber."""
+        self._attached.discard(sub)
         subs = self._by_topic.get(sub.topic)
         if subs is not None:
             subs.discard(sub)
@@ -351,4 +369,5 @@ class EventBus:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._by_topic.values())
+        """Subscriptions of clients (not the process's own ``attach``-ed subscribers)."""
+        return sum(len(s) for s in self._by_topic.values()) - len(self._attached)

@@ -24,3 +24,9 @@ def experiment(experiment_id: uuid.UUID) -> str:
     """An experiment's progress (experimentProgress): data ``{"r": run id, "st": its status}`` when a run
     finishes, with ``"x": status`` when the experiment itself ends."""
     return f"experiment:{experiment_id}"
+
+
+#: Changes that invalidate the hot path's caches (app.services.hot); published by database triggers
+#: (migration 0013). Data: {"r": project id or "*"} (resolvePrompt answers), {"m": [user, project]}
+#: (a role), {"u": user}, {"s": session}, {"a": API key} (tokens).
+CACHES = "caches"

@@ -136,7 +136,9 @@ async def _principal(request: Request, runtime: object) -> Principal:
         return await authenticate(runtime.sessionmaker, token,  # type: ignore[attr-defined]
                                   ip_address=client.host if client else None,
                                   user_agent=request.headers.get("user-agent"),
-                                  last_used_resolution=runtime.settings.last_used_resolution_seconds)  # type: ignore[attr-defined]
+                                  last_used_resolution=runtime.settings.last_used_resolution_seconds,  # type: ignore[attr-defined]
+                                  caches=getattr(runtime, "caches", None),
+                                  last_used=getattr(runtime, "last_used", None))
     except InvalidToken as exc:
         raise _Refused(401, otlp.UNAUTHENTICATED, str(exc), _challenge(401)) from None
 

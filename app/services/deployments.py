@@ -17,6 +17,7 @@ naming the experiment); the experiment puts back the split it replaced when it e
 Resolving (the hot path)
 ------------------------
 ``resolve_prompt`` answers "which version should this caller use in this environment right now?"
+from the process's resolve cache (``app.services.hot``: no statement while nothing changed), or else
 with ONE SQL statement: the project (its environments, default environment and — for users — the
 caller's role), the prompt by name, its active deployments in the environment (through the partial
 index ``uq_deployments_active_version``) and their versions, plus the latest version when asked to fall back.
@@ -47,7 +48,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, null, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from app.db.models import Deployment, Experiment, Project, ProjectMember, Prompt, PromptVersion
@@ -56,6 +57,7 @@ from app.db.models.enums import ExperimentStatus, ProjectRole, PromptStatus
 from .access import Action, permits, require
 from .audit import AuditNote
 from .errors import ServiceError, conflict, invalid, many, not_found
+from .hot import HotCaches
 from .principal import Principal
 from .tx import Tx, service
 
@@ -178,53 +180,115 @@ def _resolve_statement(by_user: bool, env_given: bool, fallback: bool):
             .order_by(Deployment.deployed_at, version.number, Deployment.id))
 
 
-async def resolve_prompt(session: AsyncSession, principal: Principal, project_id: uuid.UUID, name: str, *,
-                         environment: str | None = None, subject_key: str | None = None,
-                         fallback_to_latest: bool = False) -> Resolution | None:
-    """The version ``principal`` should use for prompt ``name`` of a project in an environment.
+@dataclass(frozen=True)
+class ResolveData:
+    """What answering resolvePrompt for (project, name, environment, fallback) needs, whoever asks: what
+    the resolve cache (app.services.hot) keeps. Read-only once made (shared by concurrent requests)."""
 
-    None when the project does not exist or the caller may not read its prompts (READ_PROMPTS):
-    such callers learn nothing. Callers who may read them get :class:`Unresolved` instead, saying
-    why there is no answer: an environment the project does not have (BAD_USER_INPUT), no prompt
-    of that name (PROMPT_NOT_FOUND), or nothing deployed in the environment while
-    ``fallback_to_latest`` is false (NOT_DEPLOYED). One SQL statement; see the module docstring
-    for the buckets.
-    """
-    if not principal.is_authenticated:
-        return None
-    if principal.kind == "api_key" and principal.api_key_project_id != project_id:
-        return None
+    environments: list[str]
+    default_environment: str
+    #: None: the project has no prompt of that name.
+    prompt: Prompt | None
+    #: Every active (deployment, version) of the environment, in resolve order.
+    active: list[tuple[Deployment, PromptVersion]]
+    #: The latest version, read when asked to fall back and nothing is deployed.
+    latest: PromptVersion | None
+
+
+#: A role cache entry for "not a member" (None means "not cached").
+_NO_ROLE = ""
+
+
+async def _read(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, project_id: uuid.UUID,
+                name: str, environment: str | None, fallback: bool) -> tuple[ResolveData, ProjectRole | None] | None:
+    """The one resolve statement (None: no such project), with the caller's role for users."""
     by_user = principal.kind == "user" and principal.user_id is not None
     params: dict = {"project_id": project_id, "name": name}
     if environment is not None:
         params["environment"] = environment
     if by_user:
         params["user_id"] = principal.user_id
-    stmt = _resolve_statement(by_user, environment is not None, bool(fallback_to_latest))
-    rows = (await session.execute(stmt, params)).all()
+    stmt = _resolve_statement(by_user, environment is not None, fallback)
+    async with sessionmaker() as session:
+        # One read statement is its own consistent snapshot: no BEGIN/ROLLBACK round trips.
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        rows = (await session.execute(stmt, params)).all()
     if not rows:
         return None
     first = rows[0]
-    environments, default_environment, role = first[0], first[1], first[2]
-    if not permits(principal, ProjectRole(role) if role else None, project_id, Action.READ_PROMPTS):
+    role = ProjectRole(first[2]) if first[2] else None
+    active = [(r[4], r[5]) for r in rows if r[4] is not None and r[5] is not None]
+    latest = first[6] if fallback and not active else None
+    return ResolveData(list(first[0]), first[1], first[3], active, latest), role
+
+
+async def resolve_prompt(sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, project_id: uuid.UUID,
+                         name: str, *, environment: str | None = None, subject_key: str | None = None,
+                         fallback_to_latest: bool = False, caches: HotCaches | None = None) -> Resolution | None:
+    """The version ``principal`` should use for prompt ``name`` of a project in an environment.
+
+    None when the project does not exist or the caller may not read its prompts (READ_PROMPTS):
+    such callers learn nothing. Callers who may read them get :class:`Unresolved` instead, saying
+    why there is no answer: an environment the project does not have (BAD_USER_INPUT), no prompt
+    of that name (PROMPT_NOT_FOUND), or nothing deployed in the environment while
+    ``fallback_to_latest`` is false (NOT_DEPLOYED). See the module docstring for the buckets.
+
+    At most one SQL statement; none when ``caches`` (app.services.hot) hold the answer's data and,
+    for users, their role in the project (both are dropped by NOTIFY when a change commits).
+    """
+    if not principal.is_authenticated:
         return None
-    env = environment if environment is not None else default_environment
-    if env not in environments:
-        raise _unknown_environment(env, environments)
-    prompt: Prompt | None = first[3]
+    if principal.kind == "api_key" and (principal.api_key_project_id != project_id
+                                        or not permits(principal, None, project_id, Action.READ_PROMPTS)):
+        return None
+    fallback = bool(fallback_to_latest)
+    key = (project_id, name, environment, fallback)
+    role_key = (principal.user_id, project_id)
+    by_user = principal.kind == "user" and principal.user_id is not None
+    data: ResolveData | None = None
+    role: ProjectRole | None = None
+    if caches is not None:
+        data = caches.get(caches.resolves, key)
+        if data is not None and by_user and not principal.is_superuser:
+            cached_role = caches.get(caches.roles, role_key)
+            if cached_role is None:
+                data = None  # one statement reads both
+            else:
+                role = ProjectRole(cached_role) if cached_role else None
+    if data is None:
+        generation = caches.generation if caches is not None else 0
+        found = await _read(sessionmaker, principal, project_id, name, environment, fallback)
+        if found is None:
+            return None
+        data, role = found
+        if caches is not None:
+            caches.put(caches.resolves, key, data, generation)
+            if by_user:
+                caches.put(caches.roles, role_key, role.value if role else _NO_ROLE, generation)
+    return _answer(principal, role, project_id, name, data, environment, subject_key, fallback)
+
+
+def _answer(principal: Principal, role: ProjectRole | None, project_id: uuid.UUID, name: str, data: ResolveData,
+            environment: str | None, subject_key: str | None, fallback: bool) -> Resolution | None:
+    if not permits(principal, role, project_id, Action.READ_PROMPTS):
+        return None
+    env = environment if environment is not None else data.default_environment
+    if env not in data.environments:
+        raise _unknown_environment(env, data.environments)
+    prompt = data.prompt
     if prompt is None:
         raise Unresolved("PROMPT_NOT_FOUND", f"This project has no prompt named {name!r}.")
-    active = [(r[4], r[5]) for r in rows if r[4] is not None and r[5] is not None]
+    active = data.active
     bucket = bucket_for(prompt.id, env, subject_key)
     chosen = choose([d for d, _ in active], bucket)
     if chosen is not None:
         chosen_version = next(v for d, v in active if d is chosen)
         return Resolution(prompt, chosen_version, chosen, env, bucket, active)
-    if not fallback_to_latest:
+    if not fallback or data.latest is None:
         raise Unresolved("NOT_DEPLOYED", f"Nothing of prompt {name!r} is deployed in environment {env!r}; deploy "
                                          "a version there, or ask with fallbackToLatest: true for the latest "
                                          "version.")
-    return Resolution(prompt, first[6], None, env, bucket, active)
+    return Resolution(prompt, data.latest, None, env, bucket, active)
 
 
 # ------------------------------------------------------------------ changing deployments

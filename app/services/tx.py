@@ -17,6 +17,8 @@ Callers run it with :func:`perform` (the API's mutations do, through ``app.api.c
 * on a ServiceError the transaction is rolled back (nothing is half-written) and a FAILURE (or
   DENIED, for FORBIDDEN) event is written in a transaction of its own; the error is re-raised;
 * unexpected exceptions are audited as FAILURE too and re-raised (the API masks them);
+* a change of what the hot path caches (``app.services.hot``) returns only once this process's caches
+  have applied its notices (a marker NOTIFY after the triggers' ones, waited for after the commit);
 * work that must wait for the commit (e.g. watching a worker react to it) is registered with
   :meth:`Tx.after_commit` and runs once the transaction has committed.
 """
@@ -31,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.models.enums import AuditResult
 from app.settings import Settings
 
+from . import hot
 from .audit import AuditNote, event, record_apart
 from .errors import ServiceError
 from .principal import Principal
@@ -88,20 +91,26 @@ async def perform(sessionmaker: async_sessionmaker[AsyncSession], principal: Pri
                   fn: Service[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` in one audited transaction as ``principal`` (see the module docstring)."""
     note = AuditNote(action=fn.action)
+    settle: hot.Settle | None = None
     try:
         async with sessionmaker() as session, session.begin():
             tx = Tx(session=session, principal=principal, settings=settings, note=note,
                     sessionmaker=sessionmaker)
             result: Any = await fn(tx, *args, **kwargs)
             session.add(event(principal, note, AuditResult.SUCCESS))
+            settle = await hot.before_commit(session)
     except ServiceError as exc:
         outcome = AuditResult.DENIED if exc.code == "FORBIDDEN" else AuditResult.FAILURE
         await record_apart(sessionmaker, principal, note, outcome,
                            {"error": {"code": exc.code, "message": exc.message}})
         raise
     except Exception:
+        if settle is not None:
+            settle.discard()  # the commit failed
         await record_apart(sessionmaker, principal, note, AuditResult.FAILURE, {"error": {"code": "INTERNAL"}})
         raise
+    if settle is not None:
+        await settle.wait()  # this process's caches have dropped what the change made stale
     for then in tx._after:
         result = await then(result)
     return result

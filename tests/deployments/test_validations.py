@@ -170,9 +170,9 @@ async def test_validation_permissions(gql):
 
 async def test_prompt_fields_are_batched(gql, sql_counter):
     """Prompt.deployments, deploymentHistory, validations and PromptVersion.deployments: the statement
-    count depends on the query's shape, not on how many prompts are asked for (5 or 50): 11 statements
-    (session lookup + lastUsedAt, the prompts, the viewer's role, active deployments, their versions,
-    the versions' deployments, deployers, validations, a history page, history counts)."""
+    count depends on the query's shape, not on how many prompts are asked for (5 or 50): 9 statements
+    (none to authenticate: the token is cached and lastUsedAt written behind; the prompts, the viewer's
+    role, active deployments, their versions, the versions' deployments, deployers, validations, a history page, history counts)."""
     token, _ = await signup(gql, "tom")
     project = await create_project(gql, token, "tom-proj")
 

@@ -104,7 +104,7 @@ async def test_scopes_are_enforced(gql):
     assert p["userErrors"] == [] and p["project"]["name"] == "Renamed"
 
 
-async def test_last_used_revocation_and_expiry(gql, db_url):
+async def test_last_used_revocation_and_expiry(gql, db_url, app):
     owner, _ = await signup(gql, "owner")
     pid = await create_project(gql, owner, "life")
     secret = await create_api_key(gql, owner, pid, ["PROMPTS_READ"], name="one")
@@ -112,6 +112,8 @@ async def test_last_used_revocation_and_expiry(gql, db_url):
     keys = (await gql(KEYS, {"slug": "life"}, token=owner))["data"]["project"]["apiKeys"]["nodes"]
     assert all(k["lastUsedAt"] is None for k in keys)
     assert (await gql(PROJECT_READS, {"slug": "life"}, token=secret))["data"]["project"]["slug"] == "life"
+    # lastUsedAt is written behind, in batches (app.services.hot.LastUsed): write the batch now
+    assert await app.state.runtime.last_used.flush() == 2  # the key and the owner's session
     keys = {k["name"]: k for k in (await gql(KEYS, {"slug": "life"}, token=owner))["data"]["project"]["apiKeys"]["nodes"]}
     assert keys["one"]["lastUsedAt"] is not None and keys["two"]["lastUsedAt"] is None
 

@@ -18,13 +18,13 @@ LISTING = """query { project(slug: "obs") { traces(first: 50) { totalCount pageI
       trace { traceId }
       usage { model totalCostUsd span { spanId } } } } } } } }"""
 
-#: Authentication (the session, then its lastUsedAt), the project by slug, the viewer's role, then one statement
-#: per relation whatever the number of rows: the traces page and its totalCount, the root spans, the spans pages
+#: Authentication: none (the token is cached, lastUsedAt written behind: app.services.hot); the project by slug,
+#: the viewer's role, then one statement per relation whatever the number of rows: the traces page and its totalCount, the root spans, the spans pages
 #: (LATERAL, one statement for all traces) and their totalCount, executions by id (Trace.execution: one of the
 #: traces has one), the spans' parents, the spans' children, the spans' traces by id (Span.trace, through the read
 #: rule), the usage rows by span, and the spans by id (LlmUsage.span). (Each relation has a loader of its own, so
 #: the count does not depend on which loads happen to share a tick.)
-EXPECTED_STATEMENTS = 15
+EXPECTED_STATEMENTS = 13
 
 
 @pytest.fixture

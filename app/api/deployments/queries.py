@@ -35,12 +35,10 @@ class DeploymentQuery:
         if pid is None:
             return None
         try:
-            async with ctx.db() as session:
-                # One read statement is its own consistent snapshot: no BEGIN/ROLLBACK round trips.
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                found = await service.resolve_prompt(session, ctx.principal, pid, name, environment=environment,
-                                                     subject_key=subject_key,
-                                                     fallback_to_latest=bool(fallback_to_latest))
+            found = await service.resolve_prompt(ctx.sessionmaker, ctx.principal, pid, name, environment=environment,
+                                                 subject_key=subject_key,
+                                                 fallback_to_latest=bool(fallback_to_latest),
+                                                 caches=ctx.services.caches if ctx.services is not None else None)
         except service.Unresolved as exc:
             raise ClientError(exc.message, exc.code) from None
         if found is None:

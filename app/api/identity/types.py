@@ -64,7 +64,10 @@ class ApiKey(Node):
     scopes: list[ApiScope]
     created_at: datetime
     expires_at: datetime | None
-    last_used_at: datetime | None
+    last_used_at: datetime | None = strawberry.field(description=(
+        "When the key was last used, approximately: uses are recorded at most once per "
+        "PROMPTSTUDIO_LAST_USED_RESOLUTION_SECONDS and written in batches every "
+        "PROMPTSTUDIO_LAST_USED_FLUSH_SECONDS."))
     revoked_at: datetime | None
     row: strawberry.Private[models.ApiKey]
 
