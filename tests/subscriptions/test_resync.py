@@ -24,7 +24,7 @@ async def _outage(server, db_url):
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'promptstudio-bus' AND datname = current_database()")
+                           "WHERE application_name LIKE 'promptstudio-bus%' AND datname = current_database()")
     finally:
         await conn.close()
     for _ in range(200):
