@@ -352,6 +352,12 @@ def tree_cpu(pid: int, *, reaped: bool = False) -> dict[int, float]:
     return {p: c for p in descendants(pid) if (c := proc_cpu(p, reaped=reaped)) is not None}
 
 
+def tree_cpu_total(pid: int) -> float:
+    """CPU seconds so far of ``pid``'s process tree, its ended and reaped children included (a counter that only
+    grows: take the difference of two readings)."""
+    return sum(tree_cpu(pid, reaped=True).values())
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds spent between two snapshots by the processes seen in either (new ones count from 0; one that
     ended in between counts up to the first snapshot only, which a benchmark of long-lived servers seldom sees)."""
