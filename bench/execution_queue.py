@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
-from resolve_prompt import database, gql, percentile, server, server_pid  # noqa: E402
+from resolve_prompt import database, gql, percentile, server, server_pid, sign_up_with_project  # noqa: E402
 
 from bench.peers import add_database_options, postmaster_pid, tree_cpu_total  # noqa: E402
 
@@ -117,12 +116,7 @@ def worker_processes(url: str, count: int, tasks: int):
 
 async def seed(client: httpx.AsyncClient) -> tuple[str, str, str]:
     """(API key secret, project id, prompt id)."""
-    tag = uuid.uuid4().hex[:8]
-    token = (await gql(client, """mutation($i: SignUpInput!) { signUp(input: $i) { token userErrors { message } } }""",
-                       {"i": {"email": f"bench-{tag}@example.com", "username": f"bench-{tag}",
-                              "password": "benchmark password"}}))["token"]
-    project = (await gql(client, """mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id }
-        userErrors { message } } }""", {"i": {"name": "Queue bench", "slug": f"queue-{tag}"}}, token))["project"]["id"]
+    token, project = await sign_up_with_project(client, "Queue bench", "queue")
     prompt = (await gql(client, """mutation($i: CreatePromptInput!) { createPrompt(input: $i) { prompt { id }
         userErrors { message } } }""", {"i": {"projectId": project, "name": "support-reply", "content": {
         "template": "Answer {{customer}} politely about their order.", "modelSettings": {

@@ -194,6 +194,18 @@ async def gql(client: httpx.AsyncClient, query: str, variables: dict, token: str
     return data
 
 
+async def sign_up_with_project(client: httpx.AsyncClient, name: str, slug_prefix: str) -> tuple[str, str]:
+    """A new user (``bench-<tag>``) and a project of theirs named ``name``, slug ``<slug_prefix>-<tag>``;
+    returns (session token, project id)."""
+    tag = uuid.uuid4().hex[:8]
+    token = (await gql(client, """mutation($i: SignUpInput!) { signUp(input: $i) { token userErrors { message } } }""",
+                       {"i": {"email": f"bench-{tag}@example.com", "username": f"bench-{tag}",
+                              "password": "benchmark password"}}))["token"]
+    project = (await gql(client, """mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id }
+        userErrors { message } } }""", {"i": {"name": name, "slug": f"{slug_prefix}-{tag}"}}, token))["project"]["id"]
+    return token, project
+
+
 async def seed(base: str, split: list[int]) -> tuple[str, str]:
     """Create what the benchmark resolves; returns (API key secret, project id)."""
     tag = uuid.uuid4().hex[:8]

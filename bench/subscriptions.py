@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 import websockets  # noqa: E402
-from resolve_prompt import database, gql, server, server_pid  # noqa: E402
+from resolve_prompt import database, gql, server, server_pid, sign_up_with_project  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
 
 from app.db.engine import plain_url  # noqa: E402
@@ -155,12 +155,7 @@ async def open_monitors(base: str, token: str, project: str, n: int) -> list[Mon
 
 
 async def seed(client: httpx.AsyncClient) -> tuple[str, str, str]:
-    tag = uuid.uuid4().hex[:8]
-    token = (await gql(client, """mutation($i: SignUpInput!) { signUp(input: $i) { token userErrors { message } } }""",
-                       {"i": {"email": f"bench-{tag}@example.com", "username": f"bench-{tag}",
-                              "password": "benchmark password"}}))["token"]
-    project = (await gql(client, """mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id }
-        userErrors { message } } }""", {"i": {"name": "Monitors", "slug": f"monitors-{tag}"}}, token))["project"]["id"]
+    token, project = await sign_up_with_project(client, "Monitors", "monitors")
     prompt = (await gql(client, """mutation($i: CreatePromptInput!) { createPrompt(input: $i) { prompt { id }
         userErrors { message } } }""", {"i": {"projectId": project, "name": "echo",
                                                "content": {"template": "Echo {{n}}"}}}, token))["prompt"]["id"]
