@@ -150,13 +150,13 @@ examples:
     p.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes of ours (default: 1)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="an environment variable for our server (repeatable)")
-    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
-                   help="a PostgreSQL server whose databases are created and dropped here (default: "
-                        "BENCH_DATABASE_URL; unset: the embedded server in --data-dir). CPU of PostgreSQL is read "
-                        "only where its processes are on this machine")
-    p.add_argument("--data-dir", default=str(peers.DEFAULT_DATA_DIR),
-                   help="data directory: the embedded PostgreSQL and the peers' installs (default: "
-                        "./.promptstudio-bench)")
+    peers.add_database_options(
+        p, env="BENCH_DATABASE_URL",
+        database_help="a PostgreSQL server whose databases are created and dropped here (default: BENCH_DATABASE_URL; "
+                      "unset: the embedded server in --data-dir). CPU of PostgreSQL is read only where its processes "
+                      "are on this machine",
+        data_dir_help="data directory: the embedded PostgreSQL and the peers' installs (default: "
+                      "./.promptstudio-bench)")
     p.add_argument("--logs", metavar="DIR", help="keep the servers' logs in DIR (default: a temporary directory)")
     p.add_argument("--json", metavar="FILE", help="also write the runs and medians as JSON to FILE")
     args = p.parse_args(argv)

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
+from bench.peers import add_database_options  # noqa: E402
 from bench.resolve_prompt import database, gql, server  # noqa: E402
 
 REPORT = """query($p: ID!, $from: DateTime!, $to: DateTime!, $bucket: TimeBucket, $groupBy: [CostDimension!]) {
@@ -91,10 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=7, help="timed runs of each report (default: 7)")
     p.add_argument("--write-rows", type=int, default=10_000,
                    help="rows of the write-cost measurement, with and without the triggers (default: 10,000)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p)
     args = p.parse_args(argv)
     if not 1 <= args.rows <= 50_000_000 or not 1 <= args.prompts <= 50 or not 1 <= args.repeat <= 100:
         p.error("--rows 1..50,000,000, --prompts 1..50, --repeat 1..100")

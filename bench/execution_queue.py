@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -41,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
-from resolve_prompt import database, gql, percentile, server  # noqa: E402
+from resolve_prompt import database, gql, percentile, server, server_pid, sign_up_with_project  # noqa: E402
 
-from app.db.engine import plain_url  # noqa: E402
+from bench.peers import add_database_options, postmaster_pid, tree_cpu_total  # noqa: E402
 
 EXECUTE = """mutation($i: ExecutePromptInput!) { executePrompt(input: $i) { execution { id status }
   userErrors { message code } } }"""
@@ -53,7 +52,6 @@ PAGE = """query($p: ID!, $after: String, $f: ExecutionFilter) { node(id: $p) { .
   executions(first: 100, after: $after, filter: $f) { nodes { id status createdAt startedAt completedAt }
   pageInfo { hasNextPage endCursor } } } } }"""
 ONE = """query($id: ID!) { node(id: $id) { ... on Execution { status createdAt startedAt completedAt } } }"""
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,10 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="FILE",
                    help="record the server with py-spy (must be installed) during the load into FILE (speedscope "
                         "JSON if it ends in .json, collapsed stacks if .txt, else an SVG flame graph)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p)
     args = p.parse_args(argv)
     if not 1 <= args.executions <= 1_000_000 or not 1 <= args.concurrency <= 1000:
         p.error("--executions is 1 to 1,000,000 and --concurrency 1 to 1000")
@@ -93,61 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.server_workers == 0 and args.worker_processes == 0:
         p.error("with --server-workers 0, give --worker-processes (someone must run the executions)")
     return args
-
-
-# ---------------------------------------------------------------------- CPU from /proc
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        tree.setdefault(int(fields[1]), []).append(int(entry))
-    return tree
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """utime + stime of ``root`` and its living descendants, plus what their reaped children used."""
-    tree, total, todo = _children(), 0, [root]
-    while todo:
-        pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-        todo.extend(tree.get(pid, []))
-    return total / TICKS
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except OSError:
-        return None  # not on this machine
-
-
-def postmaster_pid(url: str) -> int | None:
-    """The PostgreSQL server's main process, when it runs on this machine (its backends are its children)."""
-    import asyncpg
-
-    async def parent_of_backend() -> int | None:
-        conn = await asyncpg.connect(plain_url(url))
-        try:
-            pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
-            return _parent(pid)  # read while the backend lives
-        finally:
-            await conn.close()
-
-    return asyncio.run(parent_of_backend())
 
 
 # ---------------------------------------------------------------------- processes
@@ -171,25 +111,12 @@ def worker_processes(url: str, count: int, tasks: int):
                 proc.wait()
 
 
-def server_pid(before: set[int]) -> int:
-    """The server child process started since ``before`` (the children of this process then)."""
-    mine = set(_children().get(os.getpid(), [])) - before
-    if len(mine) != 1:
-        raise SystemExit(f"cannot tell the server process among {sorted(mine)}")
-    return mine.pop()
-
-
 # ---------------------------------------------------------------------- seeding and load
 
 
 async def seed(client: httpx.AsyncClient) -> tuple[str, str, str]:
     """(API key secret, project id, prompt id)."""
-    tag = uuid.uuid4().hex[:8]
-    token = (await gql(client, """mutation($i: SignUpInput!) { signUp(input: $i) { token userErrors { message } } }""",
-                       {"i": {"email": f"bench-{tag}@example.com", "username": f"bench-{tag}",
-                              "password": "benchmark password"}}))["token"]
-    project = (await gql(client, """mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id }
-        userErrors { message } } }""", {"i": {"name": "Queue bench", "slug": f"queue-{tag}"}}, token))["project"]["id"]
+    token, project = await sign_up_with_project(client, "Queue bench", "queue")
     prompt = (await gql(client, """mutation($i: CreatePromptInput!) { createPrompt(input: $i) { prompt { id }
         userErrors { message } } }""", {"i": {"projectId": project, "name": "support-reply", "content": {
         "template": "Answer {{customer}} politely about their order.", "modelSettings": {
@@ -337,17 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         url = stack.enter_context(database(args))
         pg = postmaster_pid(url)
-        before = set(_children().get(os.getpid(), []))
         base = stack.enter_context(server(url, 1, queue_workers=args.server_workers))
-        spid = server_pid(before)
+        spid = server_pid(base)
         procs = stack.enter_context(worker_processes(url, args.worker_processes, args.workers))
 
         def cpu_probe() -> dict[str, float]:
-            probe = {"server": tree_cpu_seconds(spid)}
+            probe = {"server": tree_cpu_total(spid)}
             if procs:
-                probe["workers"] = sum(tree_cpu_seconds(p.pid) for p in procs)
+                probe["workers"] = sum(tree_cpu_total(p.pid) for p in procs)
             if pg is not None:
-                probe["postgres"] = tree_cpu_seconds(pg)
+                probe["postgres"] = tree_cpu_total(pg)
             return probe
 
         async def seeded() -> tuple[str, str, str]:

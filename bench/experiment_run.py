@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ import httpx  # noqa: E402
 from resolve_prompt import database, gql, server  # noqa: E402
 
 from app.db.engine import plain_url  # noqa: E402
+from bench.peers import add_database_options  # noqa: E402
 
 STATS = """query($id: ID!) { node(id: $id) { ... on Experiment { status winner { name } progress { total completed }
   variants { name stats { runs completed failed successRate avgLatencyMs p95LatencyMs avgCostUsd totalCostUsd
@@ -58,10 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="runs of the statistics experiment (default: 100000; 0 skips it)")
     p.add_argument("--stats-queries", type=int, default=20, help="timed statistics queries (default: 20)")
     p.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds (default: 1800)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p)
     args = p.parse_args(argv)
     if not 1 <= args.items <= 10_000 or not 2 <= args.variants <= 20 or args.workers < 1:
         p.error("--items is 1 to 10,000, --variants 2 to 20, --workers at least 1")

@@ -35,11 +35,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -49,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.resolve_prompt import database, gql, percentile, server  # noqa: E402
+from bench.peers import BackendCPU, Request, add_database_options, cpu_delta, have_wrk, load, tree_cpu  # noqa: E402
+from bench.resolve_prompt import database, gql, percentile, server, server_pid  # noqa: E402
 
 #: One screen of a prompt registry front end. Variables: {"slug": <the dashboard project's slug>}.
 DASHBOARD_QUERY = """query Dashboard($slug: String!) { project(slug: $slug) { prompts(first: 50) { nodes {
@@ -162,81 +160,21 @@ async def seed_large(client: httpx.AsyncClient, token: str, *, prompts: int = 10
 # ---------------------------------------------------------------------- CPU of the server and PostgreSQL
 
 
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks (0 when it is gone or not ours to read)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5), counted after "(comm)"
-
-
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (uvicorn's worker processes, if any)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*/children"):
-            try:
-                kids = [int(x) for x in task.read_text().split()]
-            except OSError:
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
-
-
-def server_pids() -> list[int]:
-    """The server started by ``bench.resolve_prompt.server`` (our child uvicorn) and its workers."""
-    pids = []
-    for pid in _children(os.getpid()):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"uvicorn" in cmdline:
-            pids.append(pid)
-    return pids
-
-
-async def backend_pids(url: str) -> list[int]:
-    """The PostgreSQL backends connected to the benchmark's database (the server's pool)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND pid <> pg_backend_pid()")
-    finally:
-        await conn.close()
-    return [r["pid"] for r in rows]
-
-
 class CpuMeter:
-    """CPU milliseconds of the server and of the database's backends between ``start`` and ``stop``
-    (a backend that connected meanwhile counts from zero; one that disconnected meanwhile is lost)."""
+    """CPU milliseconds of the server's process tree and of the database's backends between ``start`` and
+    ``stop`` (bench.peers: /proc; a backend that connected meanwhile counts from zero; one that disconnected
+    meanwhile is lost)."""
 
-    TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def _sample(self, pids: list[int]) -> dict[int, int]:
-        return {p: _cpu_ticks(p) for p in pids}
+    def __init__(self, base: str, url: str):
+        self.pid, self.backends = server_pid(base), BackendCPU.of(url)
 
     def start(self) -> None:
-        self.server0 = self._sample(server_pids())
-        self.pg0 = self._sample(asyncio.run(backend_pids(self.url)))
+        self.server0, self.pg0 = tree_cpu(self.pid), self.backends.snapshot()
 
     def stop(self) -> tuple[float, float]:
         """(server ms, PostgreSQL ms) since start."""
-        server1 = self._sample(server_pids())
-        pg1 = self._sample(asyncio.run(backend_pids(self.url)) + list(self.pg0))
-        server_ms = sum(t - self.server0.get(p, 0) for p, t in server1.items() if t) * self.TICK_MS
-        pg_ms = sum(t - self.pg0.get(p, 0) for p, t in pg1.items() if t) * self.TICK_MS
-        return server_ms, pg_ms
+        server1, pg1 = tree_cpu(self.pid), self.backends.snapshot()
+        return cpu_delta(self.server0, server1) * 1000, cpu_delta(self.pg0, pg1) * 1000
 
 
 # ---------------------------------------------------------------------- the workloads
@@ -259,51 +197,24 @@ def check_large(data: dict) -> int:
     return count
 
 
-WRK_SCRIPT = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %(token)s"
-wrk.body = %(body)s
-done = function(summary, latency, requests)
-  io.write(string.format("WRK requests=%%d duration_us=%%d errors_status=%%d errors_other=%%d\n",
-    summary.requests, summary.duration, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-  for _, q in ipairs({50, 99}) do
-    io.write(string.format("WRK p%%d=%%.2f\n", q, latency:percentile(q) / 1000))
-  end
-end
-"""
-
-
 def run_dashboard(base: str, url: str, token: str, slug: str, *, concurrency: int, duration: float) -> dict:
     """wrk against DASHBOARD_QUERY; requests/s, p50/p99 (ms), CPU ms per request (server, PostgreSQL)."""
-    if shutil.which("wrk") is None:
+    if not have_wrk():
         raise SystemExit("wrk is not installed: apt-get install wrk")
     body = _body(DASHBOARD_QUERY, slug)
-    answer = httpx.post(base + "/graphql", content=body, timeout=60,
-                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}).json()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    answer = httpx.post(base + "/graphql", content=body, timeout=60, headers=headers).json()
     if answer.get("errors"):
         raise SystemExit(f"the dashboard query failed: {answer['errors']}")
     check_dashboard(answer["data"])
-    script = WRK_SCRIPT % {"token": token, "body": json.dumps(body)}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
-    try:
-        subprocess.run(["wrk", "-t1", f"-c{min(concurrency, 4)}", "-d2s", "--timeout", "30s", "-s", f.name,
-                        base + "/graphql"], check=True, capture_output=True)  # warm-up
-        meter = CpuMeter(url)
-        meter.start()
-        out = subprocess.run(["wrk", f"-t{max(1, min(2, concurrency))}", f"-c{concurrency}",
-                              f"-d{int(duration)}s", "--timeout", "30s", "-s", f.name, base + "/graphql"],
-                             check=True, capture_output=True, text=True)
-        server_ms, pg_ms = meter.stop()
-    finally:
-        os.unlink(f.name)
-    values = dict(part.split("=", 1) for line in out.stdout.splitlines() if line.startswith("WRK ")
-                  for part in line[4:].split())
-    n, seconds = int(values["requests"]), int(values["duration_us"]) / 1e6
-    return {"requests": n, "rps": n / seconds, "p50": float(values["p50"]), "p99": float(values["p99"]),
-            "errors": int(values["errors_status"]) + int(values["errors_other"]),
+    req = Request("POST", "/graphql", headers, body)
+    load(base, req, connections=min(concurrency, 4), duration=2, threads=1, generator="wrk")  # warm-up
+    meter = CpuMeter(base, url)
+    meter.start()
+    r = load(base, req, connections=concurrency, duration=int(duration), threads=2, generator="wrk")
+    server_ms, pg_ms = meter.stop()
+    n = r.requests
+    return {"requests": n, "rps": r.rps, "p50": r.p50_ms, "p99": r.p99_ms, "errors": r.errors,
             "server_ms": server_ms / max(n, 1), "pg_ms": pg_ms / max(n, 1)}
 
 
@@ -318,7 +229,7 @@ def run_large(base: str, url: str, token: str, slug: str, *, requests: int) -> d
         if warm.get("errors"):
             raise SystemExit(f"the large query failed: {warm['errors']}")
         check_large(warm["data"])
-        meter = CpuMeter(url)
+        meter = CpuMeter(base, url)
         meter.start()
         for _ in range(requests):
             started = time.perf_counter()
@@ -351,11 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--large-requests", type=int, default=10,
                    help="sequential requests of the 10,000-version query (default: 10)")
     p.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir, in a "
-                        "throw-away database)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p, database_help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in "
+                                          "--data-dir, in a throw-away database)")
     p.add_argument("--seed-file", default=None,
                    help="JSON file keeping the seeded slugs and token: reused when it exists (same --database-url), "
                         "written after seeding otherwise")

@@ -55,12 +55,11 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-import psutil  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 
 from bench import peers  # noqa: E402
-from bench.peers import POSTMASTER, admin, databases  # noqa: E402
+from bench.peers import POSTMASTER, add_database_options, admin, databases, tree_cpu, tree_cpu_total  # noqa: E402
 
 PROTOBUF = "application/x-protobuf"
 SPANS_PER_TRACE = 5
@@ -96,11 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--uvicorn-arg", action="append", default=[], metavar="ARG",
                    help="an extra argument of Prompt Studio's uvicorn (repeatable), e.g. --uvicorn-arg=--loop=asyncio "
                         "(py-spy sees into asyncio's loop, not uvloop's)")
-    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
-                   help="a PostgreSQL server (its databases are created and dropped here; default: BENCH_DATABASE_URL; "
-                        "unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p, env="BENCH_DATABASE_URL",
+                         database_help="a PostgreSQL server (its databases are created and dropped here; default: "
+                                       "BENCH_DATABASE_URL; unset: the embedded server in --data-dir)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.add_argument("--logs", metavar="DIR", help="keep the servers' logs in DIR (default: a temporary directory)")
     args = p.parse_args(argv)
@@ -264,21 +261,7 @@ async def _seed(base: str) -> str:
 def postgres_cpu(postmaster: int | None) -> float:
     """CPU seconds of the embedded PostgreSQL so far: the postmaster, its live backends and the ones it
     has reaped (0 for a server of --database-url, whose processes are not ours to see)."""
-    if postmaster is None:
-        return 0.0
-    try:
-        main = psutil.Process(postmaster)
-        t = main.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        for child in main.children():
-            try:
-                c = child.cpu_times()
-                total += c.user + c.system
-            except psutil.Error:
-                pass
-        return total
-    except psutil.Error:
-        return 0.0
+    return 0.0 if postmaster is None else tree_cpu_total(postmaster)
 
 
 @dataclass
@@ -291,19 +274,7 @@ class Target:
 
     def cpu_seconds(self) -> float:
         """CPU time of the server's process tree so far."""
-        total = 0.0
-        try:
-            procs = [psutil.Process(self.proc.pid)]
-            procs += procs[0].children(recursive=True)
-        except psutil.Error:
-            return 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+        return sum(tree_cpu(self.proc.pid).values())
 
     @property
     def count_sql(self) -> str:

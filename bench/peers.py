@@ -19,6 +19,7 @@ Run as a script, this module is that Python load generator (internal).
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -97,6 +98,18 @@ def databases(database_url: str | None, data_dir: str | Path, names: list[str]) 
             stack.callback(lambda db=f"bench_{n}_{tag}": asyncio.run(admin(admin_url, f'DROP DATABASE IF EXISTS "{db}" '
                                                                                       f'WITH (FORCE)')))
         yield urls
+
+
+def add_database_options(parser: argparse.ArgumentParser, *, env: str = "DATABASE_URL",
+                         database_help: str | None = None, data_dir_help: str | None = None) -> None:
+    """``--database-url`` (default: the environment variable ``env``) and ``--data-dir`` (the embedded
+    PostgreSQL's, default ./.promptstudio-bench), as every benchmark takes them."""
+    parser.add_argument("--database-url", default=os.environ.get(env),
+                        help=database_help or f"PostgreSQL to use (default: {env}; unset: the embedded server in "
+                                              f"--data-dir)")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                        help=data_dir_help or "data directory of the embedded PostgreSQL (default: "
+                                              "./.promptstudio-bench)")
 
 
 # ---------------------------------------------------------------------- servers
@@ -291,30 +304,39 @@ def postgraphile(url: str, install: Path, logs: Path) -> Iterator[tuple[str, sub
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid: int) -> float | None:
-    """utime + stime of one process, in seconds (None when it is gone or unreadable)."""
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after "(comm)" (the first is field 3 of proc(5), the state), or None
+    when the process is gone or unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of proc(5)
+    return stat[stat.rindex(b")") + 2:].split()
+
+
+def proc_cpu(pid: int, *, reaped: bool = False) -> float | None:
+    """utime + stime of one process, in seconds (None when it is gone or unreadable); with ``reaped``, plus
+    cutime + cstime: what its children that it has waited for used (a postmaster's ended backends)."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    last = 15 if reaped else 13  # fields 14 and 15 of proc(5), then 16 and 17
+    return sum(int(x) for x in fields[11:last]) / _TICK
+
+
+def parent(pid: int) -> int | None:
+    """The parent of ``pid`` (None when it is gone, or not on this machine)."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (from /proc/*/stat's ppid)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        if entry.isdigit() and (ppid := parent(int(entry))) is not None:
+            children.setdefault(ppid, []).append(int(entry))
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -323,9 +345,17 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def tree_cpu(pid: int) -> dict[int, float]:
-    """{pid: CPU seconds} of a server's process tree (uvicorn workers, node, sandbox workers ...)."""
-    return {p: c for p in descendants(pid) if (c := proc_cpu(p)) is not None}
+def tree_cpu(pid: int, *, reaped: bool = False) -> dict[int, float]:
+    """{pid: CPU seconds} of a server's process tree (uvicorn workers, node, sandbox workers ...); with
+    ``reaped``, each process's count includes its children that ended and were waited for, so the sum of the
+    values only grows while the tree's processes come and go."""
+    return {p: c for p in descendants(pid) if (c := proc_cpu(p, reaped=reaped)) is not None}
+
+
+def tree_cpu_total(pid: int) -> float:
+    """CPU seconds so far of ``pid``'s process tree, its ended and reaped children included (a counter that only
+    grows: take the difference of two readings)."""
+    return sum(tree_cpu(pid, reaped=True).values())
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
@@ -380,12 +410,41 @@ class BackendCPU:
             await conn.close()
         return [r["pid"] for r in rows]
 
-    def snapshot(self) -> dict[int, float]:
-        pids = asyncio.run(self.pids())
+    async def read(self) -> dict[int, float]:
+        """{pid: CPU seconds} of the backends now (for a caller inside an event loop)."""
+        pids = await self.pids()
         snap = {p: c for p in pids if _is_postgres(p) and (c := proc_cpu(p)) is not None}
         if pids and not snap:
             self.readable = False
         return snap
+
+    def snapshot(self) -> dict[int, float]:
+        return asyncio.run(self.read())
+
+    @classmethod
+    def of(cls, url: str, application: str | None = None) -> BackendCPU:
+        """The backends on the database of ``url`` (any SQLAlchemy or libpq URL), looked up through that
+        database itself."""
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url).set(drivername="postgresql")
+        return cls(u.render_as_string(hide_password=False), str(u.database), application)
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The main process of the PostgreSQL server of ``url`` when it runs on this machine (the parent of a
+    backend; its other backends are its children too), else None."""
+    from sqlalchemy.engine import make_url
+
+    async def parent_of_backend() -> int | None:
+        conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+            return parent(pid) if _is_postgres(pid) else None  # read while the backend lives
+        finally:
+            await conn.close()
+
+    return asyncio.run(parent_of_backend())
 
 
 # ---------------------------------------------------------------------- load

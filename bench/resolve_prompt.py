@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.peers import add_database_options  # noqa: E402
+
 RESOLVE = """query R($p: ID!, $k: String) { resolvePrompt(projectId: $p, name: "checkout-assistant", subjectKey: $k) {
   bucket version { number } deployment { id } } }"""
 
@@ -62,14 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="percentages of versions 1..n in production, adding up to 100 (default: 70,20,10)")
     p.add_argument("--server-workers", type=int, default=1,
                    help="uvicorn worker processes (default: 1)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
+    add_database_options(p)
     p.add_argument("--load", choices=("python", "wrk"), default="python",
                    help="load generator: python (httpx clients in this process; counts version shares) or wrk "
                         "(C, from Debian's wrk package: far less CPU, so on a small machine the server gets "
                         "the cores) (default: python)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
     args = p.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
         p.error("--requests and --concurrency must be >= 1, --duration > 0, --warmup >= 0")
@@ -131,6 +130,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: {base URL: process id} of the servers that server() is running.
+SERVER_PIDS: dict[str, int] = {}
+
+
+def server_pid(base: str) -> int:
+    """The process of the server that server() runs at ``base`` (its uvicorn; with several workers, their
+    parent), for its CPU (bench.peers.tree_cpu) or a profiler."""
+    return SERVER_PIDS[base]
+
+
 @contextmanager
 def server(url: str, workers: int, *, queue_workers: int = 0):
     """The real app under uvicorn in a child process on 127.0.0.1 (``workers`` processes, each with
@@ -143,6 +152,7 @@ def server(url: str, workers: int, *, queue_workers: int = 0):
            "--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -158,6 +168,7 @@ def server(url: str, workers: int, *, queue_workers: int = 0):
             time.sleep(0.1)
         yield base
     finally:
+        SERVER_PIDS.pop(base, None)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -181,6 +192,18 @@ async def gql(client: httpx.AsyncClient, query: str, variables: dict, token: str
     if isinstance(data, dict) and data.get("userErrors"):
         raise SystemExit(f"request refused: {data['userErrors']}")
     return data
+
+
+async def sign_up_with_project(client: httpx.AsyncClient, name: str, slug_prefix: str) -> tuple[str, str]:
+    """A new user (``bench-<tag>``) and a project of theirs named ``name``, slug ``<slug_prefix>-<tag>``;
+    returns (session token, project id)."""
+    tag = uuid.uuid4().hex[:8]
+    token = (await gql(client, """mutation($i: SignUpInput!) { signUp(input: $i) { token userErrors { message } } }""",
+                       {"i": {"email": f"bench-{tag}@example.com", "username": f"bench-{tag}",
+                              "password": "benchmark password"}}))["token"]
+    project = (await gql(client, """mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id }
+        userErrors { message } } }""", {"i": {"name": name, "slug": f"{slug_prefix}-{tag}"}}, token))["project"]["id"]
+    return token, project
 
 
 async def seed(base: str, split: list[int]) -> tuple[str, str]:

