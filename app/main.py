@@ -22,12 +22,6 @@ from app.settings import Settings
 log = logging.getLogger("promptstudio")
 
 
-#: Allocations (less deallocations) before a young-generation collection; CPython's default is 700.
-#: A response of 10,000 objects allocates hundreds of thousands of containers (rows, GraphQL objects,
-#: result dicts): with 700 the collector ran hundreds of times per such request, each run traversing
-#: the young objects (all alive) and promoting them, so that the older generations filled and were
-#: scanned too.
-GC_GEN0_THRESHOLD = 50_000
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None,
@@ -95,12 +89,13 @@ def create_app_from_env() -> Starlette:
     level = os.environ.get("PROMPTSTUDIO_LOG_LEVEL", "info").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(Settings.from_env())
+    settings = Settings.from_env()
+    app = create_app(settings)
     # What exists now (modules, the schema, the app) lives as long as the process: move it out of the
     # cyclic garbage collector's generations. Otherwise every full collection scans all of it, holding
     # the GIL for 100 ms or more, and every request in flight waits (under load, every few seconds).
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    gc.set_threshold(settings.gc_gen0_threshold, gen1, gen2)
     return app

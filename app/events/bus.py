@@ -172,6 +172,8 @@ class EventBus:
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
         self._lost = asyncio.Event()
+        #: Statements on the LISTEN connection (health checks, ``notify``) take turns.
+        self._conn_lock = asyncio.Lock()
         self._closing = False
         #: How many times the LISTEN connection was re-established (for tests and metrics).
         self.reconnects = 0
@@ -249,7 +251,8 @@ class EventBus:
             except TimeoutError:
                 pass
             try:
-                await conn.fetchval("SELECT 1", timeout=min(10.0, self._health_check_seconds))
+                async with self._conn_lock:
+                    await conn.fetchval("SELECT 1", timeout=min(10.0, self._health_check_seconds))
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("event bus: health check failed (%s)", exc)
                 self._lost.set()
@@ -345,7 +348,9 @@ class EventBus:
     async def notify(self, payload: str) -> None:
         """NOTIFY ``payload`` (``publish.encode``) on the bus's own connection, outside any transaction."""
         conn = self._conn
-        if conn is not None and not conn.is_closed():
+        if conn is None or conn.is_closed():
+            return
+        async with self._conn_lock:  # one operation at a time on a connection (asyncpg refuses more)
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
     def attach(self, sub: Subscriber) -> Subscriber:

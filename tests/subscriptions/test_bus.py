@@ -152,3 +152,25 @@ def test_a_notice_too_big_for_notify_is_refused_before_it_is_sent():
 
     with pytest.raises(ValueError, match="too big"):
         encode(["t"], {"blob": "x" * 8000})
+
+
+async def test_notices_sent_on_the_bus_connection_at_once_all_arrive(db_url, template_db):
+    """``notify`` (cache acknowledgements) may be called by many tasks at once, and meanwhile the
+    health check may run: they take turns on the one connection instead of failing with asyncpg's
+    "another operation is in progress"."""
+    from app.events.publish import encode
+
+    bus = EventBus(db_url, health_check_seconds=0.01)
+    await bus.start()
+    try:
+        sub = bus.subscribe("many")
+        await asyncio.gather(*(bus.notify(encode(["many"], {"s": i})) for i in range(200)))
+        got: list[int] = []
+        for _ in range(100):
+            got += [n.data["s"] for n in await sub.next_batch(timeout=1)]
+            if len(got) >= 200:
+                break
+        assert sorted(got) == list(range(200))
+        assert bus.reconnects == 0 and bus.connected
+    finally:
+        await bus.stop()
