@@ -75,3 +75,16 @@ async def create_api_key(gql, token: str, project_id: str, scopes: list[str], na
     p = _ok(body, "createApiKey")
     assert p["secret"], p
     return p["secret"]
+
+
+async def kill_bus_connections(db_url: str) -> None:
+    """Terminate the LISTEN connections of every event bus on the test database (``promptstudio-bus``,
+    ``promptstudio-bus-http``): what a restarted PostgreSQL or a dropped network does to them."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name LIKE 'promptstudio-bus%' AND datname = current_database()")
+    finally:
+        await conn.close()

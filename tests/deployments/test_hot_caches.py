@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 
 from app.services import deployments as deployments_service
+from tests.helpers import kill_bus_connections
 
 from .util import add_version, create_api_key, create_project, create_prompt, deploy, raw_uuid, signup, split
 
@@ -197,15 +198,6 @@ async def test_a_read_that_began_before_a_change_does_not_store_its_stale_answer
     assert len(caches.resolves) == 1
 
 
-async def _kill_bus_connection(db_url: str) -> None:
-    conn = await asyncpg.connect(db_url)
-    try:
-        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name LIKE 'promptstudio-bus%' AND datname = current_database()")
-    finally:
-        await conn.close()
-
-
 async def _until(test, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not test():
@@ -228,7 +220,7 @@ async def test_while_the_bus_is_down_the_caches_are_not_trusted(app, gql, db_url
         raise OSError("database unreachable (test)")
 
     monkeypatch.setattr(bus, "_connect", refuse)
-    await _kill_bus_connection(db_url)
+    await kill_bus_connections(db_url)
     await _until(lambda: not bus.connected)
     conn = await asyncpg.connect(db_url)
     try:  # changes whose notices nobody hears
@@ -264,7 +256,7 @@ async def test_resync_after_a_reconnect_clears_the_caches(app, gql, db_url):
     await _resolve(gql, project, key)
     assert len(caches.resolves) == 1 and len(caches.tokens) >= 1
     reconnects = bus.reconnects
-    await _kill_bus_connection(db_url)
+    await kill_bus_connections(db_url)
     await _until(lambda: bus.reconnects > reconnects and bus.connected, 15)
     assert len(caches.resolves) == 0 and len(caches.tokens) == 0
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
+from tests.helpers import kill_bus_connections
 from tests.ws_client import GraphQLWebSocket
 
 from .util import EXECUTION_UPDATED, PROJECT_EXECUTIONS, execute, payloads_to_events, sequences, tenants
@@ -21,12 +20,7 @@ async def _outage(server, db_url):
         return await real_connect()
 
     bus._connect = connect_when_allowed
-    conn = await asyncpg.connect(db_url)
-    try:
-        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name LIKE 'promptstudio-bus%' AND datname = current_database()")
-    finally:
-        await conn.close()
+    await kill_bus_connections(db_url)
     for _ in range(200):
         if not bus.connected:
             break
