@@ -42,21 +42,23 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from . import validation
-from .validation import ConfigError, OutputNotJSONError, ValidationSpec, parse_output_json
+from app.db.models.enums import EvaluatorType
 
-EXACT_MATCH = "EXACT_MATCH"
-CONTAINS = "CONTAINS"
-REGEX = "REGEX"
-JSON_VALID = "JSON_VALID"
-JSON_SCHEMA = "JSON_SCHEMA"
-JMESPATH = "JMESPATH"
-LEVENSHTEIN = "LEVENSHTEIN"
-LLM_JUDGE = "LLM_JUDGE"
-LATENCY = "LATENCY"
-COST = "COST"
-EVALUATOR_TYPES: tuple[str, ...] = (EXACT_MATCH, CONTAINS, REGEX, JSON_VALID, JSON_SCHEMA, JMESPATH, LEVENSHTEIN,
-                                    LLM_JUDGE, LATENCY, COST)
+from . import validation
+from .validation import ConfigError, OutputNotJSONError, ValidationSpec, json_type, parse_output_json
+
+# The types are the database's enum (one list); plain strings here, as configs and inputs carry them.
+EXACT_MATCH = EvaluatorType.EXACT_MATCH.value
+CONTAINS = EvaluatorType.CONTAINS.value
+REGEX = EvaluatorType.REGEX.value
+JSON_VALID = EvaluatorType.JSON_VALID.value
+JSON_SCHEMA = EvaluatorType.JSON_SCHEMA.value
+JMESPATH = EvaluatorType.JMESPATH.value
+LEVENSHTEIN = EvaluatorType.LEVENSHTEIN.value
+LLM_JUDGE = EvaluatorType.LLM_JUDGE.value
+LATENCY = EvaluatorType.LATENCY.value
+COST = EvaluatorType.COST.value
+EVALUATOR_TYPES: tuple[str, ...] = tuple(t.value for t in EvaluatorType)
 #: Types whose score is 1 (passed) or 0 (failed).
 PASS_FAIL_TYPES = frozenset({EXACT_MATCH, CONTAINS, REGEX, JSON_VALID, JSON_SCHEMA, JMESPATH})
 #: Types delegated to the validation rules (same configs, same checks).
@@ -156,7 +158,7 @@ def check_config(type: str, config: Any) -> list[ConfigError]:  # "type": the AP
     if type in VALIDATION_BACKED:
         return validation.check_config(type, config)
     if not isinstance(config, dict):
-        return [ConfigError([], f"config must be a JSON object, like {EXAMPLES[type]}; got {_json_type(config)}")]
+        return [ConfigError([], f"config must be a JSON object, like {EXAMPLES[type]}; got {json_type(config)}")]
     errors = [ConfigError([key], f"unknown key {key!r}; " + (f"allowed keys: {', '.join(_ALLOWED_KEYS[type])}"
                                                              if _ALLOWED_KEYS[type] else "this type takes none")
                           + f" (e.g. {EXAMPLES[type]})")
@@ -171,7 +173,7 @@ def check_config(type: str, config: Any) -> list[ConfigError]:  # "type": the AP
 
 def _check_bool(config: dict, key: str) -> list[ConfigError]:
     if key in config and not isinstance(config[key], bool):
-        return [ConfigError([key], f"{key} must be true or false, got {_json_type(config[key])}")]
+        return [ConfigError([key], f"{key} must be true or false, got {json_type(config[key])}")]
     return []
 
 
@@ -180,7 +182,7 @@ def _check_expected(config: dict) -> list[ConfigError]:
         return []
     value = config["expected"]
     if not isinstance(value, str):
-        return [ConfigError(["expected"], f"expected must be a string, got {_json_type(value)}")]
+        return [ConfigError(["expected"], f"expected must be a string, got {json_type(value)}")]
     if len(value) > MAX_EXPECTED_CHARS:
         return [ConfigError(["expected"], f"expected is {len(value)} characters long; at most {MAX_EXPECTED_CHARS} "
                                           "are allowed")]
@@ -477,22 +479,6 @@ def judge_passed(score: float, config: dict) -> bool | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _clip(text: str, limit: int) -> str:

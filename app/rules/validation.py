@@ -156,7 +156,7 @@ def check_config(type: str, config: Any) -> list[ConfigError]:  # "type": the AP
             ConfigError(
                 [],
                 f"config must be a JSON object, like {_EXAMPLES[type_name]}; "
-                f"got {_json_type(config)}",
+                f"got {json_type(config)}",
             )
         ]
     canonical, problem = _canonical(config)
@@ -281,7 +281,7 @@ def _apply_one(
         reads_json = type_name != REGEX
         config = spec.config
         if not isinstance(config, dict):
-            return False, f"invalid configuration: config must be a JSON object, got {_json_type(config)}", reads_json
+            return False, f"invalid configuration: config must be a JSON object, got {json_type(config)}", reads_json
         canonical, problem = _canonical(config)
         if problem is not None:
             return False, f"invalid configuration: {problem}", reads_json
@@ -329,7 +329,7 @@ def _compile_regex(config: dict) -> tuple[_Rule | None, list]:
     if "pattern" not in config:
         errors.append((("pattern",), "pattern is required: the regular expression the output must match"))
     elif not isinstance(pattern, str):
-        errors.append((("pattern",), f"pattern must be a string, got {_json_type(pattern)}"))
+        errors.append((("pattern",), f"pattern must be a string, got {json_type(pattern)}"))
     elif not pattern:
         errors.append((("pattern",), "pattern must not be empty"))
     elif len(pattern) > MAX_PATTERN_LENGTH:
@@ -340,7 +340,7 @@ def _compile_regex(config: dict) -> tuple[_Rule | None, list]:
     if flags is None:
         flags = ""
     elif not isinstance(flags, str):
-        errors.append((("flags",), f'flags must be a string of letters such as "im", got {_json_type(flags)}'))
+        errors.append((("flags",), f'flags must be a string of letters such as "im", got {json_type(flags)}'))
         flags = ""
     else:
         unknown = sorted({c for c in flags if c not in _FLAG_NAMES})
@@ -408,7 +408,7 @@ def _compile_jmespath(config: dict) -> tuple[_Rule | None, list]:
     if "expression" not in config:
         return None, [(("expression",), "expression is required: a JMESPath expression that must be truthy")]
     if not isinstance(expression, str):
-        return None, [(("expression",), f"expression must be a string, got {_json_type(expression)}")]
+        return None, [(("expression",), f"expression must be a string, got {json_type(expression)}")]
     if not expression.strip():
         return None, [(("expression",), "expression must not be empty")]
     if len(expression) > MAX_EXPRESSION_LENGTH:
@@ -491,7 +491,7 @@ def _compile_json_schema(config: dict) -> tuple[_Rule | None, list]:
         return None, [(("schema",), "schema is required: the JSON Schema the output must follow")]
     schema = config["schema"]
     if not isinstance(schema, (dict, bool)):
-        return None, [(("schema",), f"schema must be a JSON Schema object (or true/false), got {_json_type(schema)}")]
+        return None, [(("schema",), f"schema must be a JSON Schema object (or true/false), got {json_type(schema)}")]
     size = len(json.dumps(schema, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > MAX_SCHEMA_BYTES:
         return None, [(("schema",), f"schema is {size} bytes when serialised; at most {MAX_SCHEMA_BYTES} are allowed")]
@@ -690,7 +690,7 @@ def _canonical(config: dict) -> tuple[str, str | None]:
     return text, None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
